@@ -1,0 +1,27 @@
+//! # cynode-core
+//!
+//! The vocabulary every other CyNodeAI crate speaks: typed ids, domain types (users,
+//! projects, tasks, jobs, nodes, preferences, chat, audit, credentials, vector memory),
+//! the error type with its retryability, and the narrow storage traits with their
+//! backends:
+//!
+//! - [`store::MemoryStore`], always available, for unit tests and embedding;
+//! - `SqliteStore` (feature `sqlite`, on by default), one file and zero setup;
+//! - `PgStore` (feature `postgres`), PostgreSQL with pgvector, for production.
+//!
+//! Open any of them from a [`store::StoreConfig`] with [`store::open`]. Backend authors
+//! can run the same conformance suite this crate runs (feature `conformance`).
+//!
+//! This crate knows nothing of the scheduler, sandbox, egress or server crates; they
+//! depend on it, never the other way round.
+
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{Error, Result};
+pub use ids::*;
