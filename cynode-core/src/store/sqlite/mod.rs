@@ -322,9 +322,14 @@ fn is_fk_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::ForeignKeyViolation)
 }
 
-/// An I/O error in plain words (`permission denied`, `read-only filesystem`, ...).
+/// An I/O error in plain words (`Permission denied`, `Read-only file system`, ...),
+/// without the OS error number.
 fn io_words(e: &std::io::Error) -> String {
-    e.kind().to_string()
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
 }
 
 // ---------------------------------------------------------------- encoding helpers
