@@ -14,25 +14,23 @@
 # tests, clippy, rustfmt, and the Python wheel's pytest suite; and stops what it
 # started, by PID, however it exits. The cargo target dir is target/ unless
 # CARGO_TARGET_DIR is set. CYNODE_KEEP_RUN_DIR=1 keeps the per-run directory (logs,
-# database files) for inspection.
+# database files) for inspection; CYNODE_TEST_RUNNER=cargo-test uses `cargo test` even
+# where cargo-nextest is installed.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-# shellcheck source=lib/common.sh
+# shellcheck source-path=SCRIPTDIR/..
 source scripts/lib/common.sh
-# shellcheck source=lib/pg.sh
 source scripts/lib/pg.sh
-# shellcheck source=lib/podman.sh
 source scripts/lib/podman.sh
-# shellcheck source=lib/python.sh
 source scripts/lib/python.sh
 
 CUSTOM_CMD=()
 while (($#)); do
   case "$1" in
   -h | --help)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   --)
@@ -56,7 +54,7 @@ STEP_PID=
 reap_stale_runs() {
   local d owner pid
   for d in /tmp/cynode-test.*; do
-    [ -d "$d" ] && [ -f "$d/owner.pid" ] || continue
+    if [ ! -f "$d/owner.pid" ]; then continue; fi
     owner=$(cat "$d/owner.pid")
     kill -0 "$owner" 2>/dev/null && continue
     for pid in "$(head -1 "$d/pg/data/postmaster.pid" 2>/dev/null)" "$(cat "$d/podman.pid" 2>/dev/null)"; do
@@ -123,7 +121,7 @@ if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 
   rustup component add clippy rustfmt
 fi
 HAVE_NEXTEST=0
-if cargo nextest --version >/dev/null 2>&1; then HAVE_NEXTEST=1; fi
+if [ "${CYNODE_TEST_RUNNER:-}" != cargo-test ] && cargo nextest --version >/dev/null 2>&1; then HAVE_NEXTEST=1; fi
 info "$(cargo --version); $( ((HAVE_NEXTEST)) && cargo nextest --version | head -1 || echo 'cargo-nextest not installed: using cargo test')"
 setup_unlock
 

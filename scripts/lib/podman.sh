@@ -98,13 +98,12 @@ image_ensure() {
 }
 
 podman_start() {
-  local i
   CYN_PODMAN_SOCK=$1/podman.sock
   CYN_PODMAN_LOG=$1/podman-service.log
   say "starting the Podman API service on unix://$CYN_PODMAN_SOCK"
   podman system service --time=0 "unix://$CYN_PODMAN_SOCK" </dev/null >"$CYN_PODMAN_LOG" 2>&1 &
   CYN_PODMAN_PID=$!
-  for i in $(seq 1 300); do
+  for _ in $(seq 1 300); do
     if [ "$(curl -s --max-time 2 --unix-socket "$CYN_PODMAN_SOCK" http://d/_ping 2>/dev/null)" = OK ]; then
       info "Podman API answers _ping (service pid $CYN_PODMAN_PID)"
       return 0

@@ -4,6 +4,7 @@
 #   venv_ensure DIR REQUIREMENTS   # (re)create DIR only when REQUIREMENTS or the base
 #                                  # python changed; sets CYN_VENV_PY
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 CYN_VENV_PY=
 
 venv_ensure() {
