@@ -153,7 +153,7 @@ impl TaskStore for SqliteStore {
             )
             .await?
             {
-                return Err(Error::not_found("user", u));
+                return Err(Error::invalid(format!("user {u} does not exist")));
             }
             let dup = sqlx::query("SELECT 1 FROM tasks WHERE created_by = ?1 AND name = ?2")
                 .bind(u.to_string())

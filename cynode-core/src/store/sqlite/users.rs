@@ -177,8 +177,12 @@ async fn insert_session(
     new: NewRefreshSession,
 ) -> Result<RefreshSession> {
     const ACTION: &str = "create the session";
+    // The user is a reference of the new row: a dangling one is invalid input.
     if !user_exists(&mut *conn, new.user_id, ACTION).await? {
-        return Err(Error::not_found("user", new.user_id));
+        return Err(Error::invalid(format!(
+            "user {} does not exist",
+            new.user_id
+        )));
     }
     let t = now();
     let s = RefreshSession {
