@@ -130,7 +130,13 @@ impl Inner {
         Ok(user)
     }
     fn insert_session(&mut self, new: NewRefreshSession) -> Result<RefreshSession> {
-        self.user(new.user_id)?;
+        // The user is a reference of the new row: a dangling one is invalid input.
+        if !self.users.contains_key(&new.user_id) {
+            return Err(Error::invalid(format!(
+                "user {} does not exist",
+                new.user_id
+            )));
+        }
         let t = now();
         let s = RefreshSession {
             id: SessionId::new(),
@@ -374,7 +380,9 @@ impl TaskStore for MemoryStore {
         validate::new_task(&new)?;
         let mut g = self.lock();
         if let Some(u) = new.created_by {
-            g.user(u)?;
+            if !g.users.contains_key(&u) {
+                return Err(Error::invalid(format!("user {u} does not exist")));
+            }
             if g.tasks
                 .values()
                 .any(|t| t.created_by == Some(u) && t.name == new.name)
