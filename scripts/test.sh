@@ -118,7 +118,7 @@ image_ensure "$RUN_DIR"
 say "checking the Rust toolchain"
 if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
   say "rustup component add clippy rustfmt"
-  rustup component add clippy rustfmt
+  rustup component add clippy rustfmt || warn "could not install clippy/rustfmt: their steps will fail"
 fi
 HAVE_NEXTEST=0
 if [ "${CYNODE_TEST_RUNNER:-}" != cargo-test ] && cargo nextest --version >/dev/null 2>&1; then HAVE_NEXTEST=1; fi
@@ -246,7 +246,8 @@ fi
 
 CONTAINERS_LEFT=$(comm -13 <(echo "$CONTAINERS_BEFORE") <(podman ps -aq --no-trunc 2>/dev/null | sort) | grep -c . || true)
 if [ "$CONTAINERS_LEFT" != 0 ]; then
-  warn "$CONTAINERS_LEFT container(s) created during this run are still present (podman ps -a)"
+  # Tests must remove their containers. (On a shared machine, someone else's may count.)
+  warn "$CONTAINERS_LEFT container(s) created while the tests ran are still present (podman ps -a)"
 fi
 
 # ---------------------------------------------------------------- summary
