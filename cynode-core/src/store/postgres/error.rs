@@ -33,6 +33,8 @@ mod code {
 ///   lock timeouts, operator intervention (class 57, e.g. 57P01 admin shutdown),
 ///   resource exhaustion (class 53) and connection exceptions (class 08) →
 ///   [`Error::Unavailable`], which callers may retry;
+/// - a missing database (3D000) or a refused login (class 28) → [`Error::InvalidInput`]
+///   (the connection settings are wrong; retrying does not help);
 /// - anything else → [`Error::Internal`] with the driver error as `source`.
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
     match &e {
@@ -64,6 +66,9 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
                     e,
                 ),
                 c if c.starts_with("08") => Error::unavailable("the database connection failed", e),
+                // Configuration problems: retrying the same call will not help.
+                "3D000" => Error::invalid("the configured database does not exist"),
+                c if c.starts_with("28") => Error::invalid("the database refused the login"),
                 code::UNDEFINED_TABLE | code::UNDEFINED_OBJECT => Error::Internal {
                     message: "the database schema is missing objects this build needs".into(),
                     source: Some(Box::new(e)),
@@ -98,6 +103,10 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
                 message: "the database migration history does not match this build".into(),
                 source: Some(Box::new(e)),
             },
+        },
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => Error::Internal {
+            message: "a stored value could not be read".into(),
+            source: Some(Box::new(e)),
         },
         _ => Error::Internal {
             message: "unexpected database error".into(),

@@ -32,8 +32,9 @@ use error::db_err;
 /// The migrations this build ships, embedded at compile time.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Connection settings for [`PgStore::connect_with`].
-#[derive(Clone, Debug)]
+/// Connection settings for [`PgStore::connect_with`]. Its `Debug` output hides the
+/// password of the URL.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct PgOptions {
     /// Connection URL (`postgres://user[:password]@host:port/database`).
@@ -56,6 +57,37 @@ impl PgOptions {
     }
 }
 
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact_password(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish()
+    }
+}
+
+/// The URL with the password of its user-info part replaced by `***`.
+fn redact_password(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        None => url.to_string(),
+    }
+}
+
 /// PostgreSQL storage with pgvector: the production backend. Cheap to clone (a handle
 /// to one connection pool).
 #[derive(Clone, Debug)]
@@ -65,7 +97,8 @@ pub struct PgStore {
 
 impl PgStore {
     /// Connects with a pool of `max_connections`, creates the `vector` extension if
-    /// missing and applies pending migrations. A database migrated by a newer build is
+    /// missing (pgvector is not a trusted extension: that needs a role allowed to create
+    /// it, unless it already exists in the database) and applies pending migrations. A database migrated by a newer build is
     /// refused with [`Error::SchemaTooNew`]; an unreachable server gives a retryable
     /// [`Error::Unavailable`].
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
@@ -98,6 +131,17 @@ impl PgStore {
 
     async fn migrate(&self) -> Result<()> {
         let supported = Self::supported_schema_version();
+        let has_vector: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if !has_vector {
+            return Err(Error::internal(
+                "the PostgreSQL server does not provide the pgvector extension ('vector'); install it",
+            ));
+        }
         // Look before migrating: a newer build's history must not be touched at all.
         let table: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
             .bind(MIGRATOR.table_name.as_ref())
@@ -149,4 +193,29 @@ impl StoreAdmin for PgStore {
 /// Converts a page size or offset to the `bigint` PostgreSQL expects, saturating.
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let o = PgOptions::new("postgres://app:s3cret@db.example:5432/cynode?sslmode=require");
+        let shown = format!("{o:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("postgres://app:***@db.example:5432/cynode?sslmode=require"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_password("postgres://app@h/db"),
+            "postgres://app@h/db"
+        );
+        assert_eq!(
+            redact_password("postgres://h/db?user=a@b"),
+            "postgres://h/db?user=a@b"
+        );
+        assert_eq!(redact_password("not a url"), "not a url");
+    }
 }
