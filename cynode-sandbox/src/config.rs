@@ -72,6 +72,11 @@ pub struct ResourceLimits {
     pub pids: i64,
     /// Maximum open files. Default 4096.
     pub nofile: u64,
+    /// `RLIMIT_NPROC` set in the container. The kernel counts it per user across the
+    /// whole node (every sandbox runs as the same uid), so it is a node-wide backstop;
+    /// the per-job bound is `pids`. Must not exceed the engine's own hard limit.
+    /// Default 8192.
+    pub nproc: u64,
     /// Size of the `/tmp` tmpfs in MiB. Default 256.
     pub tmp_mb: u64,
 }
@@ -83,6 +88,7 @@ impl Default for ResourceLimits {
             memory_mb: 2048,
             pids: 512,
             nofile: 4096,
+            nproc: 8192,
             tmp_mb: 256,
         }
     }
@@ -224,6 +230,7 @@ impl Default for DriverConfig {
             memory_mb: 1 << 20,
             pids: 1 << 16,
             nofile: 1 << 20,
+            nproc: 1 << 22,
             tmp_mb: 1 << 16,
         };
         Self {
@@ -275,6 +282,7 @@ impl DriverConfig {
                 || l.memory_mb == 0
                 || l.pids <= 0
                 || l.nofile == 0
+                || l.nproc == 0
                 || l.tmp_mb == 0
             {
                 return Err(Error::invalid(format!(

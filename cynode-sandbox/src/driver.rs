@@ -442,6 +442,7 @@ fn plan(config: &DriverConfig, spec: &JobSpec) -> Result<Plan> {
         memory_bytes: i64::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(i64::MAX),
         pids,
         nofile: i64::try_from(d.nofile.min(m.nofile)).unwrap_or(i64::MAX),
+        nproc: i64::try_from(d.nproc.min(m.nproc)).unwrap_or(i64::MAX),
     };
     let tmp_bytes = d.tmp_mb.min(m.tmp_mb).saturating_mul(1 << 20);
     let (env, dropped_env) = env::build(spec);

@@ -12,8 +12,8 @@ use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    InspectContainerOptions, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptions,
+    InspectContainerOptions, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptions,
 };
 use futures::StreamExt;
 
@@ -32,6 +32,15 @@ use crate::result::ArtifactSet;
 pub struct DockerRuntime {
     docker: Docker,
     name: String,
+    /// Where to open raw connections (see [`DockerRuntime::get_json`]).
+    endpoint: Endpoint,
+    timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Endpoint {
+    Unix(PathBuf),
+    Tcp(String),
 }
 
 impl DockerRuntime {
@@ -39,6 +48,14 @@ impl DockerRuntime {
     pub async fn connect(config: &DockerConfig) -> Result<Self> {
         let timeout = config.request_timeout_secs.max(1);
         let host = config.host.as_str();
+        let endpoint = if let Some(path) = host.strip_prefix("unix://") {
+            Endpoint::Unix(PathBuf::from(path))
+        } else {
+            let rest = host
+                .trim_start_matches("tcp://")
+                .trim_start_matches("http://");
+            Endpoint::Tcp(rest.trim_end_matches('/').to_string())
+        };
         let docker = if let Some(path) = host.strip_prefix("unix://") {
             Docker::connect_with_unix(path, timeout, bollard::API_DEFAULT_VERSION)
         } else if host.starts_with("tcp://") || host.starts_with("http://") {
@@ -63,7 +80,85 @@ impl DockerRuntime {
             .iter()
             .any(|c| c.name.to_ascii_lowercase().contains("podman"));
         let name = if is_podman { "podman" } else { "docker" }.to_string();
-        Ok(Self { docker, name })
+        Ok(Self {
+            docker,
+            name,
+            endpoint,
+            timeout: Duration::from_secs(timeout),
+        })
+    }
+
+    /// A GET answered with JSON, decoded loosely. Used where bollard's strict models
+    /// reject values that compatible engines send (Podman reports container states such
+    /// as `stopped` that the Docker schema does not list).
+    async fn get_json(&self, path_and_query: &str) -> Result<serde_json::Value> {
+        use http_body_util::BodyExt;
+        use hyper_util::rt::TokioIo;
+
+        let v = self.docker.client_version();
+        let uri = format!("/v{}.{}{path_and_query}", v.major_version, v.minor_version);
+        let op = "query engine";
+        let fut = async {
+            let req = hyper::Request::get(&uri)
+                .header(hyper::header::HOST, "localhost")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .map_err(|e| Error::internal(format!("build request: {e}")))?;
+            let io_err = |e: std::io::Error| Error::Unavailable {
+                message: format!("{op}: connect"),
+                source: Some(Box::new(e)),
+            };
+            let hyper_err = |e: hyper::Error| Error::Unavailable {
+                message: format!("{op}: request"),
+                source: Some(Box::new(e)),
+            };
+            let resp = match &self.endpoint {
+                Endpoint::Unix(path) => {
+                    let stream = tokio::net::UnixStream::connect(path)
+                        .await
+                        .map_err(io_err)?;
+                    let (mut tx, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                            .await
+                            .map_err(hyper_err)?;
+                    tokio::spawn(conn);
+                    tx.send_request(req).await.map_err(hyper_err)?
+                }
+                Endpoint::Tcp(addr) => {
+                    let stream = tokio::net::TcpStream::connect(addr).await.map_err(io_err)?;
+                    let (mut tx, conn) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                            .await
+                            .map_err(hyper_err)?;
+                    tokio::spawn(conn);
+                    tx.send_request(req).await.map_err(hyper_err)?
+                }
+            };
+            let status = resp.status();
+            let body = http_body_util::Limited::new(resp.into_body(), 64 << 20)
+                .collect()
+                .await
+                .map_err(|e| Error::Unavailable {
+                    message: format!("{op}: read answer"),
+                    source: Some(e),
+                })?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(Error::Runtime {
+                    message: format!("{op}: engine answered {}", status.as_u16()),
+                    source: Some(String::from_utf8_lossy(&body).into_owned().into()),
+                });
+            }
+            serde_json::from_slice(&body).map_err(|e| Error::Runtime {
+                message: format!("{op}: answer is not JSON"),
+                source: Some(Box::new(e)),
+            })
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| Error::Unavailable {
+                message: format!("{op}: no answer within {}s", self.timeout.as_secs()),
+                source: None,
+            })?
     }
 
     async fn host_path_of(&self, id: &ContainerId, container_path: &str) -> Result<PathBuf> {
@@ -230,11 +325,20 @@ fn build_create_body(spec: &ContainerSpec) -> Result<ContainerCreateBody> {
         memory_swap: Some(spec.limits.memory_bytes),
         nano_cpus: Some(spec.limits.nano_cpus),
         pids_limit: Some(spec.limits.pids),
-        ulimits: Some(vec![ResourcesUlimits {
-            name: Some("nofile".into()),
-            soft: Some(spec.limits.nofile),
-            hard: Some(spec.limits.nofile),
-        }]),
+        // Both limits are explicit: when a request names any ulimit, Podman drops its
+        // configured defaults and would otherwise try to raise nproc to the maximum.
+        ulimits: Some(vec![
+            ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(spec.limits.nofile),
+                hard: Some(spec.limits.nofile),
+            },
+            ResourcesUlimits {
+                name: Some("nproc".into()),
+                soft: Some(spec.limits.nproc),
+                hard: Some(spec.limits.nproc),
+            },
+        ]),
         binds: Some(binds),
         tmpfs: Some(tmpfs),
         // Output is streamed to the driver through attach; nothing is written to disk.
@@ -498,33 +602,16 @@ impl SandboxRuntime for DockerRuntime {
     }
 
     async fn list_owned(&self, owner: &str) -> Result<Vec<ContainerSummary>> {
-        let mut filters = HashMap::new();
-        filters.insert(
-            "label".to_string(),
-            vec![
-                format!("{LABEL_ROLE}={ROLE_SANDBOX}"),
-                format!("{LABEL_OWNER}={owner}"),
-            ],
+        let filters = serde_json::json!({
+            "label": [format!("{LABEL_ROLE}={ROLE_SANDBOX}"), format!("{LABEL_OWNER}={owner}")]
+        });
+        let path = format!(
+            "/containers/json?all=true&filters={}",
+            percent_encode(&filters.to_string())
         );
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        let list = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| map_err("list containers", e))?;
-        Ok(list
+        let list = self.get_json(&path).await?;
+        Ok(parse_container_list(&list)
             .into_iter()
-            .filter_map(|c| {
-                Some(ContainerSummary {
-                    id: ContainerId(c.id?),
-                    names: c.names.unwrap_or_default(),
-                    labels: c.labels.unwrap_or_default().into_iter().collect(),
-                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                })
-            })
             // The engine filtered already; double-check so a reaper never touches a
             // container that is not ours.
             .filter(|c| {
@@ -535,11 +622,76 @@ impl SandboxRuntime for DockerRuntime {
     }
 }
 
+/// Reads `GET /containers/json` loosely (any state string).
+fn parse_container_list(v: &serde_json::Value) -> Vec<ContainerSummary> {
+    let str_of = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    v.as_array()
+        .map(|arr| {
+            arr.iter()
+                .filter_map(|c| {
+                    Some(ContainerSummary {
+                        id: ContainerId(str_of(c.get("Id")?)?),
+                        names: c
+                            .get("Names")
+                            .and_then(|n| n.as_array())
+                            .map(|n| n.iter().filter_map(str_of).collect())
+                            .unwrap_or_default(),
+                        labels: c
+                            .get("Labels")
+                            .and_then(|l| l.as_object())
+                            .map(|l| {
+                                l.iter()
+                                    .filter_map(|(k, v)| Some((k.clone(), str_of(v)?)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        state: c.get("State").and_then(str_of).unwrap_or_default(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::RunAs;
     use crate::runtime::{BindMount, ContainerLimits};
+
+    #[test]
+    fn container_list_is_read_loosely() {
+        let v = serde_json::json!([
+            {"Id": "abc", "Names": ["/n1"], "Labels": {"a": "b"}, "State": "stopped"},
+            {"Names": ["/no-id"]},
+            {"Id": "def", "State": "running", "Labels": null}
+        ]);
+        let list = parse_container_list(&v);
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].id.0, "abc");
+        assert_eq!(list[0].state, "stopped");
+        assert_eq!(list[0].names, ["/n1"]);
+        assert_eq!(list[0].labels.get("a").map(String::as_str), Some("b"));
+        assert!(list[1].labels.is_empty());
+        assert_eq!(
+            percent_encode("{\"label\":[\"a=b\"]}"),
+            "%7B%22label%22%3A%5B%22a%3Db%22%5D%7D"
+        );
+    }
 
     #[test]
     fn mount_resolution_prefers_the_longest_destination() {
@@ -583,6 +735,7 @@ mod tests {
                 memory_bytes: 2,
                 pids: 3,
                 nofile: 4,
+                nproc: 5,
             },
             read_only_rootfs: true,
             selinux_relabel: true,

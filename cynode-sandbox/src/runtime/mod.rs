@@ -67,6 +67,8 @@ pub struct ContainerLimits {
     pub pids: i64,
     /// Open-file limit.
     pub nofile: i64,
+    /// `RLIMIT_NPROC` (per user, node-wide; see [`crate::ResourceLimits::nproc`]).
+    pub nproc: i64,
 }
 
 /// Everything needed to create one sandbox container.
