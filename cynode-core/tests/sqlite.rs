@@ -926,3 +926,45 @@ async fn vector_search_matches_the_reference_backend() {
     assert_eq!(gone, gone_ref);
     assert!(gone > 0);
 }
+
+#[tokio::test]
+async fn equal_distances_are_ordered_by_item_id() {
+    let store = SqliteStore::open_in_memory().await.expect("open");
+    let p = store
+        .create_project(NewProject {
+            slug: "p".into(),
+            display_name: "P".into(),
+            description: None,
+        })
+        .await
+        .expect("project")
+        .id;
+    // Six identical embeddings tie exactly; one nearer chunk comes first regardless.
+    let mut batch: Vec<NewVectorItem> = (0..6)
+        .map(|i| chunk(p, &format!("same {i}"), vec![1.0, 1.0, 0.0]))
+        .collect();
+    batch.push(chunk(p, "nearest", vec![1.0, 0.0, 0.0]));
+    batch.push(chunk(p, "far", vec![-1.0, 0.0, 0.0]));
+    let items = store.insert_vectors(batch).await.expect("insert");
+    let mut tied: Vec<_> = items
+        .iter()
+        .filter(|i| i.content_text.starts_with("same"))
+        .map(|i| i.id)
+        .collect();
+    tied.sort();
+    let hits = store
+        .search_vectors(&VectorQuery {
+            project_ids: vec![p],
+            namespaces: vec!["docs".into()],
+            max_sensitivity: Sensitivity::Public,
+            embedding_model: "test-embed".into(),
+            embedding: vec![1.0, 0.2, 0.0],
+            k: 4,
+        })
+        .await
+        .expect("search");
+    let got: Vec<_> = hits.iter().map(|h| h.item.id).collect();
+    assert_eq!(hits[0].item.content_text, "nearest");
+    assert_eq!(got[1..], tied[..3]);
+    assert!(hits[1..].iter().all(|h| h.distance == hits[1].distance));
+}

@@ -70,10 +70,10 @@ fn item_row(r: &SqliteRow) -> Result<VectorItem> {
     })
 }
 
-/// A scored candidate; ordered by distance, then id (as every backend breaks ties).
+/// A scored row during the scan, ordered by distance, then rowid.
+#[derive(Clone, Copy, Debug)]
 struct Candidate {
     distance: f32,
-    id: uuid::Uuid,
     rowid: i64,
 }
 
@@ -81,7 +81,7 @@ impl Ord for Candidate {
     fn cmp(&self, other: &Self) -> Ordering {
         self.distance
             .total_cmp(&other.distance)
-            .then_with(|| self.id.cmp(&other.id))
+            .then_with(|| self.rowid.cmp(&other.rowid))
     }
 }
 impl PartialOrd for Candidate {
@@ -96,10 +96,16 @@ impl PartialEq for Candidate {
 }
 impl Eq for Candidate {}
 
-/// Keeps the `k` smallest candidates seen; the heap's top is the worst kept one.
+/// Keeps the `k` nearest rows seen so far, plus every row whose distance equals the
+/// k-th one (`ties`): ties are broken by item id, which the scan does not read, so
+/// they are settled afterwards. Memory is O(k) unless many rows share the boundary
+/// distance exactly (duplicate embeddings).
 struct TopK {
     k: usize,
+    /// The kept rows; the top is the farthest.
     heap: BinaryHeap<Candidate>,
+    /// Rows not in `heap` whose distance equals the farthest kept one.
+    ties: Vec<Candidate>,
 }
 
 impl TopK {
@@ -107,33 +113,48 @@ impl TopK {
         Self {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
+            ties: Vec::new(),
         }
-    }
-
-    /// Whether a candidate at `distance` could still enter (cheap pre-check that skips
-    /// parsing the id of most rows once the heap is full).
-    fn may_enter(&self, distance: f32) -> bool {
-        self.heap.len() < self.k
-            || self
-                .heap
-                .peek()
-                .is_some_and(|w| distance.total_cmp(&w.distance) != Ordering::Greater)
     }
 
     fn offer(&mut self, c: Candidate) {
         if self.heap.len() < self.k {
             self.heap.push(c);
-        } else if let Some(mut worst) = self.heap.peek_mut()
-            && c < *worst
-        {
-            *worst = c;
+            return;
+        }
+        let Some(worst) = self.heap.peek().map(|w| w.distance) else {
+            return; // k == 0 keeps nothing
+        };
+        match c.distance.total_cmp(&worst) {
+            Ordering::Greater => {}
+            Ordering::Equal => self.ties.push(c),
+            Ordering::Less => {
+                let evicted = self.heap.pop();
+                self.heap.push(c);
+                let new_worst = self.heap.peek().map_or(c.distance, |w| w.distance);
+                if new_worst.total_cmp(&worst) == Ordering::Equal {
+                    self.ties.extend(evicted);
+                } else {
+                    self.ties.clear();
+                }
+            }
         }
     }
 
-    /// Kept candidates, best first.
-    fn into_sorted(self) -> Vec<Candidate> {
-        self.heap.into_sorted_vec()
+    /// Every row that may be among the `k` nearest once ties are broken by id.
+    fn into_candidates(self) -> Vec<Candidate> {
+        let mut all = self.heap.into_vec();
+        all.extend(self.ties);
+        all
     }
+}
+
+/// Settles the final order — distance, then item id, as every backend orders hits —
+/// and keeps the `k` best.
+fn rank(mut scored: Vec<(Candidate, uuid::Uuid)>, k: usize) -> Vec<(Candidate, uuid::Uuid)> {
+    scored.sort_by(|(a, ia), (b, ib)| a.distance.total_cmp(&b.distance).then_with(|| ia.cmp(ib)));
+    scored.truncate(k);
+    scored
 }
 
 async fn insert_item(
@@ -243,12 +264,12 @@ impl VectorStore for SqliteStore {
         let dim = i64::try_from(q.embedding.len()).unwrap_or(i64::MAX);
         let k = q.k as usize;
 
-        // One read transaction: the ranking pass and the final read see the same rows.
+        // One read transaction: the scan and the final reads see the same rows.
         let mut tx = self.read(ACTION).await?;
         let mut top = TopK::new(k);
         {
             let mut rows = sqlx::query(
-                "SELECT rowid, id, embedding FROM vector_items
+                "SELECT rowid, embedding FROM vector_items
                  WHERE project_id IN (SELECT value FROM json_each(?1))
                    AND namespace IN (SELECT value FROM json_each(?2))
                    AND (sensitivity_rank IS NULL OR sensitivity_rank <= ?3)
@@ -263,48 +284,57 @@ impl VectorStore for SqliteStore {
             .fetch(&mut *tx);
             let mut buf = Vec::with_capacity(q.embedding.len());
             while let Some(row) = rows.try_next().await.map_err(db(ACTION))? {
-                let bytes: &[u8] = row.try_get("embedding").map_err(db(ACTION))?;
+                let bytes: &[u8] = row.try_get(1).map_err(db(ACTION))?;
                 decode_into(bytes, &mut buf)?;
                 let distance = cosine_distance(&buf, &q.embedding);
-                if !top.may_enter(distance) {
-                    continue;
-                }
-                let id: &str = row.try_get("id").map_err(db(ACTION))?;
-                let id = uuid::Uuid::parse_str(id).map_err(|e| Error::Internal {
-                    message: "a stored vector item id could not be read".into(),
-                    source: Some(Box::new(e)),
-                })?;
                 top.offer(Candidate {
                     distance,
-                    id,
-                    rowid: row.try_get("rowid").map_err(db(ACTION))?,
+                    rowid: row.try_get(0).map_err(db(ACTION))?,
                 });
             }
         }
-        let best = top.into_sorted();
-        if best.is_empty() {
+        let candidates = top.into_candidates();
+        if candidates.is_empty() {
             return Ok(Vec::new());
         }
 
-        let rowids =
-            serde_json::Value::from(best.iter().map(|c| c.rowid).collect::<Vec<_>>()).to_string();
+        // Ids of the candidates, to break ties the way every backend does.
+        let by_rowid: HashMap<i64, Candidate> = candidates.iter().map(|c| (c.rowid, *c)).collect();
+        let rowids = |cs: &mut dyn Iterator<Item = i64>| {
+            serde_json::Value::from(cs.collect::<Vec<_>>()).to_string()
+        };
+        let id_rows = sqlx::query(
+            "SELECT rowid, id FROM vector_items WHERE rowid IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(rowids(&mut candidates.iter().map(|c| c.rowid)))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db(ACTION))?;
+        let mut scored = Vec::with_capacity(id_rows.len());
+        for r in &id_rows {
+            if let Some(c) = by_rowid.get(&r.int("rowid")?) {
+                scored.push((*c, r.id::<uuid::Uuid>("id")?));
+            }
+        }
+        let best = rank(scored, k);
+
         let rows = sqlx::query(
             "SELECT rowid, id, project_id, task_id, namespace, sensitivity_level, source_type, source_ref,
                     chunk_index, content_text, content_sha256, embedding_model, embedding, metadata, created_at
              FROM vector_items WHERE rowid IN (SELECT value FROM json_each(?1))",
         )
-        .bind(rowids)
+        .bind(rowids(&mut best.iter().map(|(c, _)| c.rowid)))
         .fetch_all(&mut *tx)
         .await
         .map_err(db(ACTION))?;
-        let mut by_rowid = HashMap::with_capacity(rows.len());
+        let mut items = HashMap::with_capacity(rows.len());
         for r in &rows {
-            by_rowid.insert(r.int("rowid")?, item_row(r)?);
+            items.insert(r.int("rowid")?, item_row(r)?);
         }
         Ok(best
             .into_iter()
-            .filter_map(|c| {
-                by_rowid.remove(&c.rowid).map(|item| VectorHit {
+            .filter_map(|(c, _)| {
+                items.remove(&c.rowid).map(|item| VectorHit {
                     item,
                     distance: c.distance,
                 })
@@ -335,34 +365,62 @@ impl VectorStore for SqliteStore {
 mod tests {
     use super::*;
 
-    fn cand(distance: f32, id: u128) -> Candidate {
-        Candidate {
-            distance,
-            id: uuid::Uuid::from_u128(id),
-            rowid: 0,
-        }
+    fn cand(distance: f32, rowid: i64) -> Candidate {
+        Candidate { distance, rowid }
+    }
+
+    fn kept(top: TopK) -> Vec<(f32, i64)> {
+        let mut v: Vec<(f32, i64)> = top
+            .into_candidates()
+            .iter()
+            .map(|c| (c.distance, c.rowid))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        v
     }
 
     #[test]
-    fn top_k_keeps_the_smallest_in_order() {
+    fn top_k_keeps_the_nearest() {
         let mut top = TopK::new(3);
         for (i, d) in [0.9f32, 0.1, 0.5, 0.3, 0.7, 0.2].into_iter().enumerate() {
-            top.offer(cand(d, i as u128));
+            top.offer(cand(d, i as i64));
         }
-        let got: Vec<f32> = top.into_sorted().iter().map(|c| c.distance).collect();
-        assert_eq!(got, vec![0.1, 0.2, 0.3]);
+        assert_eq!(kept(top), vec![(0.1, 1), (0.2, 5), (0.3, 3)]);
     }
 
     #[test]
-    fn top_k_breaks_ties_by_id() {
+    fn top_k_keeps_every_row_tied_at_the_boundary() {
         let mut top = TopK::new(2);
-        for id in [5u128, 1, 3, 2] {
-            if top.may_enter(0.5) {
-                top.offer(cand(0.5, id));
-            }
+        for (i, d) in [0.5f32, 0.5, 0.5, 0.9, 0.1, 0.5].into_iter().enumerate() {
+            top.offer(cand(d, i as i64));
         }
-        let got: Vec<u128> = top.into_sorted().iter().map(|c| c.id.as_u128()).collect();
-        assert_eq!(got, vec![1, 2]);
+        // 0.1 is in; the second place is shared by four rows at 0.5.
+        assert_eq!(
+            kept(top),
+            vec![(0.1, 4), (0.5, 0), (0.5, 1), (0.5, 2), (0.5, 5)]
+        );
+    }
+
+    #[test]
+    fn ties_are_dropped_once_the_boundary_moves_closer() {
+        let mut top = TopK::new(2);
+        for (i, d) in [0.5f32, 0.5, 0.5, 0.2, 0.1].into_iter().enumerate() {
+            top.offer(cand(d, i as i64));
+        }
+        assert_eq!(kept(top), vec![(0.1, 4), (0.2, 3)]);
+    }
+
+    #[test]
+    fn final_order_breaks_ties_by_id() {
+        let id = uuid::Uuid::from_u128;
+        let scored = vec![
+            (cand(0.5, 1), id(9)),
+            (cand(0.5, 2), id(3)),
+            (cand(0.1, 3), id(7)),
+            (cand(0.5, 4), id(5)),
+        ];
+        let got: Vec<u128> = rank(scored, 3).iter().map(|(_, i)| i.as_u128()).collect();
+        assert_eq!(got, vec![7, 3, 5]);
     }
 
     #[test]
