@@ -227,11 +227,13 @@ CREATE TABLE tasks (
     updated_at          INTEGER NOT NULL,
     UNIQUE (created_by, name)
 ) STRICT;
-CREATE INDEX idx_tasks_project_id ON tasks (project_id);
+-- Listing is newest first, by creator, by project or overall.
+CREATE INDEX idx_tasks_created_by_created_at ON tasks (created_by, created_at DESC, id DESC);
+CREATE INDEX idx_tasks_project_created_at ON tasks (project_id, created_at DESC, id DESC);
+CREATE INDEX idx_tasks_created_at ON tasks (created_at DESC, id DESC);
 CREATE INDEX idx_tasks_plan_id ON tasks (plan_id);
 CREATE INDEX idx_tasks_status ON tasks (status);
 CREATE INDEX idx_tasks_closed ON tasks (closed);
-CREATE INDEX idx_tasks_created_at ON tasks (created_at DESC, id DESC);
 
 CREATE TABLE task_dependencies (
     id                 TEXT NOT NULL PRIMARY KEY CHECK (length(id) = 36),

@@ -51,7 +51,10 @@ mod vectors;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a call waits for a free connection from a pool.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Upper bound of the reader pool.
+/// Bounds of the reader pool (one per core within these limits). A vector search
+/// holds a reader for the length of its scan, so keep a few even on small machines.
+const MIN_READERS: u32 = 4;
+/// See [`MIN_READERS`].
 const MAX_READERS: u32 = 8;
 
 /// Storage in one SQLite file (or in memory). Implements every storage trait.
@@ -107,14 +110,17 @@ impl SqliteStore {
             .connect_with(writer_opts)
             .await
             .map_err(db(&opening))?;
-        migrate::run(&writer).await?;
+        if let Err(e) = migrate::run(&writer).await {
+            writer.close().await;
+            return Err(e);
+        }
 
         // Readers open after the writer created the file and switched it to WAL. They
         // are `query_only`, so a bug can never write outside the single-writer path.
         let readers = std::thread::available_parallelism()
             .map(|n| u32::try_from(n.get()).unwrap_or(MAX_READERS))
-            .unwrap_or(4)
-            .clamp(2, MAX_READERS);
+            .unwrap_or(MIN_READERS)
+            .clamp(MIN_READERS, MAX_READERS);
         let reader_opts = base.pragma("query_only", "ON");
         let reader = match pool_options(readers).connect_with(reader_opts).await {
             Ok(p) => p,

@@ -1,8 +1,8 @@
 //! Tasks, dependencies, jobs and artifacts.
 
 use async_trait::async_trait;
-use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, SqliteConnection};
 
 use super::{
     RowExt, SqliteStore, db, exists, is_fk_violation, is_unique_violation, opt_json_text, stored,
@@ -273,47 +273,55 @@ impl TaskStore for SqliteStore {
 
     async fn list_tasks(&self, f: &TaskFilter) -> Result<(Vec<Task>, u64)> {
         const ACTION: &str = "list tasks";
-        let statuses = (!f.statuses.is_empty()).then(|| {
-            serde_json::Value::from(f.statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-                .to_string()
-        });
-        let created_by = f.created_by.map(|u| u.to_string());
-        let project_id = f.project_id.map(|p| p.to_string());
+        // The WHERE clause is assembled from fixed fragments (values are always bound),
+        // so each filter combination gets a plan that uses its index.
+        let mut cond = String::from("1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(u) = f.created_by {
+            binds.push(u.to_string());
+            cond.push_str(&format!(" AND created_by = ?{}", binds.len()));
+        }
+        if let Some(p) = f.project_id {
+            binds.push(p.to_string());
+            cond.push_str(&format!(" AND project_id = ?{}", binds.len()));
+        }
+        if !f.statuses.is_empty() {
+            let statuses: Vec<&str> = f.statuses.iter().map(|s| s.as_str()).collect();
+            binds.push(serde_json::Value::from(statuses).to_string());
+            cond.push_str(&format!(
+                " AND status IN (SELECT value FROM json_each(?{}))",
+                binds.len()
+            ));
+        }
+        let page_sql = format!(
+            "SELECT id, created_by, project_id, name, status, closed, prompt, description,
+                    acceptance_criteria, summary, metadata, created_at, updated_at
+             FROM tasks WHERE {cond}
+             ORDER BY created_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
+            binds.len() + 1,
+            binds.len() + 2
+        );
+        let count_sql = format!("SELECT count(*) FROM tasks WHERE {cond}");
         let limit = i64::from(validate::limit(f.limit));
         let offset = i64::try_from(f.offset).unwrap_or(i64::MAX);
 
         // One snapshot for the page and the count, so they agree.
         let mut tx = self.read(ACTION).await?;
-        let rows = sqlx::query(
-            "SELECT id, created_by, project_id, name, status, closed, prompt, description,
-                    acceptance_criteria, summary, metadata, created_at, updated_at
-             FROM tasks
-             WHERE (?1 IS NULL OR created_by = ?1)
-               AND (?2 IS NULL OR project_id = ?2)
-               AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3)))
-             ORDER BY created_at DESC, id DESC
-             LIMIT ?4 OFFSET ?5",
-        )
-        .bind(&created_by)
-        .bind(&project_id)
-        .bind(&statuses)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db(ACTION))?;
-        let total: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM tasks
-             WHERE (?1 IS NULL OR created_by = ?1)
-               AND (?2 IS NULL OR project_id = ?2)
-               AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3)))",
-        )
-        .bind(&created_by)
-        .bind(&project_id)
-        .bind(&statuses)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db(ACTION))?;
+        let mut page = sqlx::query(AssertSqlSafe(page_sql));
+        for b in &binds {
+            page = page.bind(b.clone());
+        }
+        let rows = page
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(ACTION))?;
+        let mut count = sqlx::query_scalar::<_, i64>(AssertSqlSafe(count_sql));
+        for b in binds {
+            count = count.bind(b);
+        }
+        let total = count.fetch_one(&mut *tx).await.map_err(db(ACTION))?;
         let tasks = rows.iter().map(task_row).collect::<Result<Vec<_>>>()?;
         Ok((tasks, u64::try_from(total).unwrap_or(0)))
     }

@@ -440,7 +440,8 @@ impl UserStore for SqliteStore {
             "SELECT id, user_id, refresh_token_hash, refresh_token_kid, is_active, expires_at,
                     last_used_at, created_at, updated_at
              FROM refresh_sessions
-             WHERE refresh_token_hash = ?1 AND is_active = 1 AND expires_at > ?2
+             -- the unary plus keeps the planner on the (selective) token-hash index
+             WHERE refresh_token_hash = ?1 AND +is_active = 1 AND +expires_at > ?2
              ORDER BY created_at DESC, id DESC LIMIT 1",
         )
         .bind(token_hash.to_vec())
