@@ -66,7 +66,8 @@ async fn postgres() -> Option<TestStore> {
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
         .expect("connect to CYNODE_TEST_PG_URL");
-    sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+    // The name is generated above from a UUID: safe to splice.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
         .execute(&mut admin)
         .await
         .expect("create a fresh test database");
@@ -77,9 +78,11 @@ async fn postgres() -> Option<TestStore> {
     Some(TestStore::new(store).with_teardown(move || async move {
         let dropped = async {
             let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
-            sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
-                .execute(&mut admin)
-                .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
+            )))
+            .execute(&mut admin)
+            .await?;
             admin.close().await
         };
         if let Err(e) = dropped.await {

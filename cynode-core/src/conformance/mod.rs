@@ -56,6 +56,7 @@ use crate::store::Store;
 
 mod audit;
 mod chat;
+mod concurrency;
 mod credentials;
 mod nodes;
 mod preferences;
@@ -66,6 +67,7 @@ mod vectors;
 
 pub use audit::*;
 pub use chat::*;
+pub use concurrency::*;
 pub use credentials::*;
 pub use nodes::*;
 pub use preferences::*;
@@ -273,6 +275,8 @@ macro_rules! __conformance_cases {
             vectors_nearest_brute_force,
             vectors_nearest_384_dims,
             vectors_delete_by_source,
+            concurrent_unique_keys_and_upserts,
+            concurrent_compare_and_set,
         }
     };
 }
@@ -312,6 +316,7 @@ mod tests {
         let sources = [
             include_str!("audit.rs"),
             include_str!("chat.rs"),
+            include_str!("concurrency.rs"),
             include_str!("credentials.rs"),
             include_str!("nodes.rs"),
             include_str!("preferences.rs"),

@@ -441,7 +441,14 @@ pub async fn vectors_filters(s: &dyn Store) {
     let mut items = Vec::new();
     let mut expect: HashMap<&str, VectorItemId> = HashMap::new();
     // (label, project, namespace, sensitivity, model, dimension)
-    type Chunk<'a> = (&'a str, ProjectId, &'a str, Option<Sensitivity>, &'a str, usize);
+    type Chunk<'a> = (
+        &'a str,
+        ProjectId,
+        &'a str,
+        Option<Sensitivity>,
+        &'a str,
+        usize,
+    );
     let spec: [Chunk<'_>; 10] = [
         ("a-docs-none", pa.id, "docs", None, "m", 4),
         (
