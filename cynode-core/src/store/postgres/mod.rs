@@ -112,7 +112,13 @@ impl PgStore {
         // The URL may carry a password: never echo it.
         let connect = PgConnectOptions::from_str(&options.url)
             .map_err(|_| Error::invalid("the PostgreSQL connection URL is malformed"))?
-            .application_name("cynode");
+            .application_name("cynode")
+            // Defaults for approximate vector search on every connection; a search that
+            // needs a longer candidate list raises it for its own transaction.
+            .options([
+                ("hnsw.ef_search", vectors::SESSION_EF_SEARCH.to_string()),
+                ("hnsw.iterative_scan", "relaxed_order".to_string()),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)

@@ -54,6 +54,28 @@ async fn upsert_artifacts(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
+/// Inserts the task row itself.
+async fn insert_task_row(conn: &mut PgConnection, id: TaskId, new: &NewTask) -> Result<TaskRow> {
+    sqlx::query_as(concat!(
+        "INSERT INTO tasks (id, created_by, project_id, name, status, closed, prompt, \
+         description, acceptance_criteria, metadata, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 'pending', false, $5, $6, $7, $8, $9, $9) RETURNING ",
+        task_columns!()
+    ))
+    .bind(id.0)
+    .bind(new.created_by.map(|u| u.0))
+    .bind(new.project_id.map(|p| p.0))
+    .bind(&new.name)
+    .bind(&new.prompt)
+    .bind(&new.description)
+    .bind(&new.acceptance_criteria)
+    .bind(&new.metadata)
+    .bind(now())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)
+}
+
 /// Keeps the last artifact given for each path (a later put of a path replaces an
 /// earlier one), in first-seen order.
 fn dedup_artifacts(items: Vec<NewArtifact>) -> Vec<NewArtifact> {
@@ -94,27 +116,14 @@ impl PgStore {
 impl TaskStore for PgStore {
     async fn create_task(&self, new: NewTask) -> Result<Task> {
         validate::new_task(&new)?;
-        let t = now();
         let id = TaskId::new();
+        if new.depends_on.is_empty() && new.artifacts.is_empty() {
+            // A single statement is a transaction of its own.
+            let mut conn = self.pool.acquire().await.map_err(db_err)?;
+            return insert_task_row(&mut conn, id, &new).await?.try_into();
+        }
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let row: TaskRow = sqlx::query_as(concat!(
-            "INSERT INTO tasks (id, created_by, project_id, name, status, closed, prompt, \
-             description, acceptance_criteria, metadata, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, 'pending', false, $5, $6, $7, $8, $9, $9) RETURNING ",
-            task_columns!()
-        ))
-        .bind(id.0)
-        .bind(new.created_by.map(|u| u.0))
-        .bind(new.project_id.map(|p| p.0))
-        .bind(&new.name)
-        .bind(&new.prompt)
-        .bind(&new.description)
-        .bind(&new.acceptance_criteria)
-        .bind(&new.metadata)
-        .bind(t)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let row = insert_task_row(&mut tx, id, &new).await?;
         if !new.depends_on.is_empty() {
             let deps: Vec<Uuid> = new.depends_on.iter().map(|d| d.0).collect();
             let dep_ids: Vec<Uuid> = deps.iter().map(|_| Uuid::new_v4()).collect();

@@ -4,7 +4,8 @@
 //! dimensions in [`INDEXED_DIMS`] a partial HNSW index on `embedding::vector(N)` exists
 //! (migration 0002); a search of such a dimension casts to the same type, so the planner
 //! can use that index, with pgvector's iterative scan so that filters do not starve the
-//! result, and the approximate candidates are re-sorted by exact distance. Other
+//! result (connection defaults, see [`SESSION_EF_SEARCH`]), and the approximate
+//! candidates are re-sorted by exact distance. Other
 //! dimensions are searched exactly. The planner still chooses: when the filters select
 //! few rows, a filtered exact scan is cheaper and is used.
 
@@ -54,16 +55,25 @@ fn search_sql(dim: usize) -> (String, bool) {
     }
 }
 
-/// Session settings for an approximate search, local to the transaction: a candidate
-/// list of `2k` candidates (at least 100, at most 1000) and iterative scanning, so that rows removed by
-/// the filters are replaced by further candidates instead of shrinking the result.
+/// `hnsw.ef_search` every connection starts with (set in its startup options, together
+/// with `hnsw.iterative_scan = relaxed_order`, so that rows removed by the filters are
+/// replaced by further candidates instead of shrinking the result).
+pub(crate) const SESSION_EF_SEARCH: u32 = 100;
+
+/// The candidate list a search for `k` hits uses: `2k`, at least the session default,
+/// at most pgvector's maximum (1000).
+fn ef_search(k: u32) -> u32 {
+    k.saturating_mul(2).clamp(SESSION_EF_SEARCH, 1000)
+}
+
+/// Raises `hnsw.ef_search` for the rest of the transaction (and restates the iterative
+/// scan), for searches whose `k` needs more candidates than the session default.
 async fn tune_hnsw(tx: &mut Transaction<'static, Postgres>, k: u32) -> Result<()> {
-    let ef = k.saturating_mul(2).clamp(100, 1000);
     sqlx::query(
         "SELECT set_config('hnsw.ef_search', $1, true), \
                 set_config('hnsw.iterative_scan', 'relaxed_order', true)",
     )
-    .bind(ef.to_string())
+    .bind(ef_search(k).to_string())
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
@@ -177,7 +187,7 @@ impl PgStore {
         validate::vector_query(query)?;
         let (sql, approximate) = search_sql(query.embedding.len());
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        if approximate {
+        if approximate && ef_search(query.k) > SESSION_EF_SEARCH {
             tune_hnsw(&mut tx, query.k).await?;
         }
         let q = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")));
@@ -217,7 +227,7 @@ impl VectorStore for PgStore {
         validate::vector_query(query)?;
         let (sql, approximate) = search_sql(query.embedding.len());
         let q = sqlx::query_as::<_, HitRow>(sqlx::AssertSqlSafe(sql));
-        let rows = if approximate {
+        let rows = if approximate && ef_search(query.k) > SESSION_EF_SEARCH {
             let mut tx = self.pool.begin().await.map_err(db_err)?;
             tune_hnsw(&mut tx, query.k).await?;
             let rows = bind_search(q, query, approximate)
@@ -227,6 +237,7 @@ impl VectorStore for PgStore {
             tx.commit().await.map_err(db_err)?;
             rows
         } else {
+            // The session defaults suffice: one round trip.
             bind_search(q, query, approximate)
                 .fetch_all(&self.pool)
                 .await
