@@ -51,6 +51,8 @@ mod vectors;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a call waits for a free connection from a pool.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of the file readers map into memory (address space, not RAM).
+const READER_MMAP_BYTES: u64 = 1 << 30;
 /// Bounds of the reader pool (one per core within these limits). A vector search
 /// holds a reader for the length of its scan, so keep a few even on small machines.
 const MIN_READERS: u32 = 4;
@@ -116,12 +118,16 @@ impl SqliteStore {
         }
 
         // Readers open after the writer created the file and switched it to WAL. They
-        // are `query_only`, so a bug can never write outside the single-writer path.
+        // are `query_only`, so a bug can never write outside the single-writer path,
+        // and read through a memory map, which halves the system time of a full
+        // vector scan (no copy of every page into SQLite's cache).
         let readers = std::thread::available_parallelism()
             .map(|n| u32::try_from(n.get()).unwrap_or(MAX_READERS))
             .unwrap_or(MIN_READERS)
             .clamp(MIN_READERS, MAX_READERS);
-        let reader_opts = base.pragma("query_only", "ON");
+        let reader_opts = base
+            .pragma("query_only", "ON")
+            .pragma("mmap_size", READER_MMAP_BYTES.to_string());
         let reader = match pool_options(readers).connect_with(reader_opts).await {
             Ok(p) => p,
             Err(e) => {
