@@ -30,8 +30,6 @@ use crate::spec::{InputFile, JobSpec};
 
 /// Name of the marker file in each job directory recording the owning driver.
 const OWNER_MARKER: &str = ".cynode-owner";
-/// How long output may keep flowing after the container has exited.
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(10);
 /// How long a killed container may take to be reported as exited.
 const KILL_BOUND: Duration = Duration::from_secs(30);
 /// Events buffered for a follower before chunks are dropped.
@@ -557,12 +555,17 @@ async fn run_job(
 
     let sup = supervise(inner, &id, output, plan.timeout, events, cancel).await?;
     let ended_at = Utc::now();
-    diag.oom_killed = sup.exit.is_some_and(|e| e.oom_killed);
     diag.raw_exit_code = sup.exit.map(|e| e.code);
+    let reported_oom = sup.exit.is_some_and(|e| e.oom_killed);
+    // SIGKILL the driver did not send: the memory limit (see RunDiagnostics::oom_inferred).
+    let inferred_oom =
+        sup.reason.is_none() && !reported_oom && sup.exit.is_some_and(|e| e.code == 137);
+    diag.oom_killed = reported_oom || inferred_oom;
+    diag.oom_inferred = inferred_oom;
     let (status, exit_code) = match (sup.reason, sup.exit) {
         (Some(StopReason::TimedOut), _) => (JobStatus::TimedOut, -1),
         (Some(StopReason::Cancelled), _) => (JobStatus::Cancelled, -1),
-        (None, Some(e)) if e.oom_killed => (JobStatus::MemoryKilled, e.code),
+        (None, Some(e)) if diag.oom_killed => (JobStatus::MemoryKilled, e.code),
         (None, Some(e)) if e.code == 0 => (JobStatus::Succeeded, 0),
         (None, Some(e)) => (JobStatus::Failed, e.code),
         (None, None) => (JobStatus::Failed, -1),
@@ -860,8 +863,8 @@ struct Supervised {
     stderr: crate::output::CapturedOutput,
 }
 
-/// Pumps output into the bounded buffers (and to the follower) while waiting for the
-/// container to exit, enforcing the deadline (SIGTERM, grace, SIGKILL) and cancellation
+/// Pumps output into the bounded buffers (and to the follower) until it ends, then waits
+/// for the container's exit, enforcing the deadline (SIGTERM, grace, SIGKILL) and cancellation
 /// (SIGKILL).
 async fn supervise(
     inner: &Inner,
@@ -883,10 +886,15 @@ async fn supervise(
     let never = now + Duration::from_secs(100 * 365 * 24 * 3600);
     let mut kill_at: Option<Instant> = None;
     let mut give_up_at: Option<Instant> = None;
-    let wait = runtime.wait(id);
-    tokio::pin!(wait);
+    // The exit is awaited only once the output has ended (the container exits, or closed
+    // its streams): an engine-side wait running next to a busy attach slows the stream
+    // down badly on Podman, and the output's end is the exit in the normal case anyway.
+    let mut wait: Option<futures::future::BoxFuture<'_, Result<ExitStatus>>> = None;
 
     while exit.is_none() || output.is_some() {
+        if output.is_none() && exit.is_none() && wait.is_none() {
+            wait = Some(runtime.wait(id));
+        }
         tokio::select! {
             biased;
             item = next_chunk(&mut output), if output.is_some() => match item {
@@ -904,9 +912,10 @@ async fn supervise(
                 }
                 None => output = None,
             },
-            r = &mut wait, if exit.is_none() => {
+            r = async { match wait.as_mut() { Some(w) => w.await, None => std::future::pending().await } },
+                if wait.is_some() && exit.is_none() => {
                 exit = Some(r?);
-                give_up_at = Some(give_up_at.map_or(Instant::now() + DRAIN_AFTER_EXIT, |g| g.min(Instant::now() + DRAIN_AFTER_EXIT)));
+                wait = None;
             }
             _ = cancel.cancelled(), if reason.is_none() && exit.is_none() => {
                 reason = Some(StopReason::Cancelled);

@@ -109,6 +109,12 @@ pub struct RunDiagnostics {
     pub dropped_env: Vec<String>,
     /// Whether the memory limit killed the job.
     pub oom_killed: bool,
+    /// True when `oom_killed` was inferred rather than reported by the engine: the job
+    /// died of SIGKILL (exit 137) that the driver did not send. Some engines (Podman on
+    /// cgroup v1 hosts) never report OOM kills; in a sandbox without capabilities the
+    /// kernel's OOM killer is then the only other source of such a kill besides the job
+    /// killing itself.
+    pub oom_inferred: bool,
     /// Exit code the container really reported (`None` when it never started).
     pub raw_exit_code: Option<i64>,
 }

@@ -239,6 +239,18 @@ async fn deadline_escalates_to_sigkill_when_sigterm_is_ignored() {
 }
 
 #[tokio::test]
+async fn deadline_applies_after_the_job_closes_its_output() {
+    let env = require_env!();
+    let t = common::driver(&env, |c| c.stop_grace_secs = 1).await;
+    let spec =
+        sh(&env, "echo bye; exec >/dev/null 2>&1; sleep 600").with_timeout(Duration::from_secs(2));
+    let r = t.driver.run(spec).await.unwrap();
+    assert_eq!(r.status, JobStatus::TimedOut);
+    assert_eq!(r.stdout.text, "bye\n");
+    assert!(t.wait_until_clean().await.is_empty());
+}
+
+#[tokio::test]
 async fn cancel_kills_promptly_and_cleans_up() {
     let env = require_env!();
     let t = common::driver(&env, |_| {}).await;

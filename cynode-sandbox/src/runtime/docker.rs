@@ -7,16 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, ResourcesUlimits};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
-    InspectContainerOptions, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptions,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
+    KillContainerOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures::StreamExt;
 
+use super::attach::{self, Io};
 use super::{
     ContainerId, ContainerSpec, ContainerSummary, ExitStatus, ImageInfo, LABEL_OWNER, LABEL_ROLE,
     OutputStream, ProgressFn, PullProgress, ROLE_SANDBOX, SandboxRuntime, Signal,
@@ -24,7 +23,6 @@ use super::{
 use crate::artifacts;
 use crate::config::{ArtifactLimits, DockerConfig};
 use crate::error::{Error, Result};
-use crate::output::StreamKind;
 use crate::result::ArtifactSet;
 
 /// The reference runtime: a Docker-API engine reached over a Unix socket or TCP.
@@ -91,48 +89,61 @@ impl DockerRuntime {
     /// A GET answered with JSON, decoded loosely. Used where bollard's strict models
     /// reject values that compatible engines send (Podman reports container states such
     /// as `stopped` that the Docker schema does not list).
+    /// Opens a new connection to the engine.
+    async fn open(&self) -> Result<Box<dyn Io>> {
+        let io_err = |e: std::io::Error| Error::Unavailable {
+            message: "connect to the container engine".into(),
+            source: Some(Box::new(e)),
+        };
+        let fut = async {
+            Ok::<Box<dyn Io>, Error>(match &self.endpoint {
+                Endpoint::Unix(path) => Box::new(
+                    tokio::net::UnixStream::connect(path)
+                        .await
+                        .map_err(io_err)?,
+                ),
+                Endpoint::Tcp(addr) => {
+                    Box::new(tokio::net::TcpStream::connect(addr).await.map_err(io_err)?)
+                }
+            })
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| Error::Unavailable {
+                message: "connect to the container engine: timed out".into(),
+                source: None,
+            })?
+    }
+
+    fn versioned(&self, path: &str) -> String {
+        let v = self.docker.client_version();
+        format!("/v{}.{}{path}", v.major_version, v.minor_version)
+    }
+
+    /// A GET answered with JSON, decoded loosely. Used where bollard's strict models
+    /// reject values that compatible engines send (Podman reports container states such
+    /// as `stopped` that the Docker schema does not list).
     async fn get_json(&self, path_and_query: &str) -> Result<serde_json::Value> {
         use http_body_util::BodyExt;
         use hyper_util::rt::TokioIo;
 
-        let v = self.docker.client_version();
-        let uri = format!("/v{}.{}{path_and_query}", v.major_version, v.minor_version);
+        let uri = self.versioned(path_and_query);
         let op = "query engine";
         let fut = async {
             let req = hyper::Request::get(&uri)
                 .header(hyper::header::HOST, "localhost")
                 .body(http_body_util::Empty::<bytes::Bytes>::new())
                 .map_err(|e| Error::internal(format!("build request: {e}")))?;
-            let io_err = |e: std::io::Error| Error::Unavailable {
-                message: format!("{op}: connect"),
-                source: Some(Box::new(e)),
-            };
             let hyper_err = |e: hyper::Error| Error::Unavailable {
                 message: format!("{op}: request"),
                 source: Some(Box::new(e)),
             };
-            let resp = match &self.endpoint {
-                Endpoint::Unix(path) => {
-                    let stream = tokio::net::UnixStream::connect(path)
-                        .await
-                        .map_err(io_err)?;
-                    let (mut tx, conn) =
-                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                            .await
-                            .map_err(hyper_err)?;
-                    tokio::spawn(conn);
-                    tx.send_request(req).await.map_err(hyper_err)?
-                }
-                Endpoint::Tcp(addr) => {
-                    let stream = tokio::net::TcpStream::connect(addr).await.map_err(io_err)?;
-                    let (mut tx, conn) =
-                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                            .await
-                            .map_err(hyper_err)?;
-                    tokio::spawn(conn);
-                    tx.send_request(req).await.map_err(hyper_err)?
-                }
-            };
+            let io = self.open().await?;
+            let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(hyper_err)?;
+            tokio::spawn(conn);
+            let resp = tx.send_request(req).await.map_err(hyper_err)?;
             let status = resp.status();
             let body = http_body_util::Limited::new(resp.into_body(), 64 << 20)
                 .collect()
@@ -444,29 +455,27 @@ impl SandboxRuntime for DockerRuntime {
     }
 
     async fn logs(&self, id: &ContainerId) -> Result<OutputStream> {
-        let options = AttachContainerOptionsBuilder::default()
-            .stream(true)
-            .stdout(true)
-            .stderr(true)
-            .stdin(false)
-            .logs(false)
-            .build();
-        let attached = self
-            .docker
-            .attach_container(&id.0, Some(options))
+        // Attached directly rather than through bollard, to read the output in large
+        // pieces (see the attach module).
+        let path = self.versioned(&format!(
+            "/containers/{}/attach?stream=true&stdout=true&stderr=true&stdin=false&logs=false",
+            percent_encode(&id.0)
+        ));
+        let mut io = self.open().await?;
+        let leftover = tokio::time::timeout(self.timeout, attach::handshake(io.as_mut(), &path))
             .await
-            .map_err(|e| not_found_or("container", id, "attach to container", e))?;
-        let stream = attached.output.filter_map(|item| async move {
-            match item {
-                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-                    Some(Ok((StreamKind::Stdout, message)))
-                }
-                Ok(LogOutput::StdErr { message }) => Some(Ok((StreamKind::Stderr, message))),
-                Ok(LogOutput::StdIn { .. }) => None,
-                Err(e) => Some(Err(map_err("read container output", e))),
-            }
-        });
-        Ok(Box::pin(stream))
+            .map_err(|_| Error::Unavailable {
+                message: "attach to container: timed out".into(),
+                source: None,
+            })?
+            .map_err(|e| match e {
+                Error::NotFound { .. } => Error::NotFound {
+                    what: "container",
+                    id: id.0.clone(),
+                },
+                other => other,
+            })?;
+        Ok(Box::pin(attach::output_stream(io, leftover)))
     }
 
     async fn start(&self, id: &ContainerId) -> Result<()> {

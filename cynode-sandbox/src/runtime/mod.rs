@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::output::StreamKind;
 use crate::result::ArtifactSet;
 
+mod attach;
 mod docker;
 
 pub use docker::DockerRuntime;
