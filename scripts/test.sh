@@ -216,7 +216,11 @@ build_and_test_wheel() {
 }
 
 PY_COLOR=no
-if [ -t 1 ]; then PY_COLOR=yes; fi
+FMT_COLOR=never
+if [ -t 1 ]; then
+  PY_COLOR=yes
+  FMT_COLOR=always
+fi
 
 CONTAINERS_BEFORE=$(podman ps -aq --no-trunc 2>/dev/null | sort || true)
 
@@ -235,7 +239,7 @@ else
 fi
 run_step clippy cargo clippy --workspace --all-targets --all-features -- -D warnings
 run_step clippy-default-features cargo clippy --workspace --all-targets -- -D warnings
-run_step fmt cargo fmt --all --check
+run_step fmt cargo fmt --all --check -- --color="$FMT_COLOR"
 run_step python-wheel build_and_test_wheel
 if [ "${STEPS[-1]%%|*}" = ok ]; then
   # pytest exits 5 when it collects no tests; like every non-zero status, that fails.
