@@ -420,6 +420,41 @@ async fn a_connection_killed_mid_call_is_unavailable_and_the_next_call_works() {
 }
 
 #[tokio::test]
+async fn an_idle_connection_closed_by_the_server_is_replaced_without_an_error() {
+    let Some(db) = TestDb::create().await else {
+        return;
+    };
+    let store = PgStore::connect(&db.url, 1).await.expect("connect");
+    let user = store
+        .create_user(NewUser {
+            handle: "frank".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // The store's only connection is idle in its pool now: end it from the server side.
+    let mut admin = db.conn().await;
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'cynode'",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(killed, 1, "one pooled connection");
+    admin.close().await.ok();
+    // Longer than the idle time after which the pool checks a connection before use.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let u = store
+        .get_user(user.id)
+        .await
+        .expect("the pool replaced the dead connection");
+    assert_eq!(u.handle, "frank");
+    store.close().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
 async fn constraint_violations_are_typed_and_worded_plainly() {
     let Some(db) = TestDb::create().await else {
         return;

@@ -29,6 +29,9 @@ mod vectors;
 
 use error::db_err;
 
+/// A pooled connection idle at least this long is pinged before it is used again.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// The migrations this build ships, embedded at compile time.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -101,6 +104,11 @@ impl PgStore {
     /// it, unless it already exists in the database) and applies pending migrations. A database migrated by a newer build is
     /// refused with [`Error::SchemaTooNew`]; an unreachable server gives a retryable
     /// [`Error::Unavailable`].
+    ///
+    /// Later, a call whose connection is lost (server restart, network failure) fails
+    /// with a retryable [`Error::Unavailable`]; the pool drops that connection and a
+    /// retry gets a fresh one. Connections idle for a second or more are checked
+    /// before use, so a quiet pool heals without failing calls.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
         let mut o = PgOptions::new(url);
         o.max_connections = max_connections;
@@ -122,6 +130,20 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            // Every connection is checked when it is given back (sqlx pings it on
+            // release, in the background). Checking again on every acquire would double
+            // the round trips of each call, so only a connection that sat idle a while
+            // (and may have been dropped by the server or the network) is pinged.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < IDLE_BEFORE_PING {
+                        return Ok(true);
+                    }
+                    // A dead connection is discarded and the pool tries another.
+                    Ok(sqlx::Connection::ping(conn).await.is_ok())
+                })
+            })
             .connect_with(connect)
             .await
             .map_err(db_err)?;
