@@ -128,7 +128,6 @@ setup_unlock
 pg_start "$RUN_DIR"
 pg_check
 podman_start "$RUN_DIR"
-echo "$CYN_PODMAN_PID" >"$RUN_DIR/podman.pid"
 podman_check
 
 export CYNODE_TEST_PG_URL=$CYN_PG_URL

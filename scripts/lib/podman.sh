@@ -103,6 +103,7 @@ podman_start() {
   say "starting the Podman API service on unix://$CYN_PODMAN_SOCK"
   podman system service --time=0 "unix://$CYN_PODMAN_SOCK" </dev/null >"$CYN_PODMAN_LOG" 2>&1 &
   CYN_PODMAN_PID=$!
+  echo "$CYN_PODMAN_PID" >"$1/podman.pid" # for reap_stale_runs, should this run be killed
   for _ in $(seq 1 300); do
     if [ "$(curl -s --max-time 2 --unix-socket "$CYN_PODMAN_SOCK" http://d/_ping 2>/dev/null)" = OK ]; then
       info "Podman API answers _ping (service pid $CYN_PODMAN_PID)"
