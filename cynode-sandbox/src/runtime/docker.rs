@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +34,13 @@ pub struct DockerRuntime {
     /// Where to open raw connections (see [`DockerRuntime::get_json`]).
     endpoint: Endpoint,
     timeout: Duration,
+    /// Bind mounts of the containers this runtime created, `(host, container)`, so that
+    /// files are found without asking the engine.
+    mounts: Arc<Mutex<HashMap<String, MountList>>>,
 }
+
+/// `(host path, container path)` pairs.
+type MountList = Vec<(String, String)>;
 
 #[derive(Debug, Clone)]
 enum Endpoint {
@@ -83,6 +90,7 @@ impl DockerRuntime {
             name,
             endpoint,
             timeout: Duration::from_secs(timeout),
+            mounts: Arc::default(),
         })
     }
 
@@ -124,6 +132,16 @@ impl DockerRuntime {
     /// reject values that compatible engines send (Podman reports container states such
     /// as `stopped` that the Docker schema does not list).
     async fn get_json(&self, path_and_query: &str) -> Result<serde_json::Value> {
+        self.get_json_opt(path_and_query)
+            .await?
+            .ok_or_else(|| Error::Runtime {
+                message: "query engine: engine answered 404".into(),
+                source: None,
+            })
+    }
+
+    /// Like [`Self::get_json`], with a 404 answer as `Ok(None)`.
+    async fn get_json_opt(&self, path_and_query: &str) -> Result<Option<serde_json::Value>> {
         use http_body_util::BodyExt;
         use hyper_util::rt::TokioIo;
 
@@ -153,16 +171,21 @@ impl DockerRuntime {
                     source: Some(e),
                 })?
                 .to_bytes();
+            if status.as_u16() == 404 {
+                return Ok(None);
+            }
             if !status.is_success() {
                 return Err(Error::Runtime {
                     message: format!("{op}: engine answered {}", status.as_u16()),
                     source: Some(String::from_utf8_lossy(&body).into_owned().into()),
                 });
             }
-            serde_json::from_slice(&body).map_err(|e| Error::Runtime {
-                message: format!("{op}: answer is not JSON"),
-                source: Some(Box::new(e)),
-            })
+            serde_json::from_slice(&body)
+                .map(Some)
+                .map_err(|e| Error::Runtime {
+                    message: format!("{op}: answer is not JSON"),
+                    source: Some(Box::new(e)),
+                })
         };
         tokio::time::timeout(self.timeout, fut)
             .await
@@ -172,17 +195,47 @@ impl DockerRuntime {
             })?
     }
 
+    /// Inspects a container without bollard's strict schema (Podman reports states such
+    /// as `stopped` that the Docker schema lacks).
+    async fn inspect_loose(&self, id: &ContainerId) -> Result<serde_json::Value> {
+        self.get_json_opt(&format!("/containers/{}/json", percent_encode(&id.0)))
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "container",
+                id: id.0.clone(),
+            })
+    }
+
+    fn cached_mounts(&self, id: &ContainerId) -> Option<MountList> {
+        self.mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id.0)
+            .cloned()
+    }
+
     async fn host_path_of(&self, id: &ContainerId, container_path: &str) -> Result<PathBuf> {
-        let info = self
-            .docker
-            .inspect_container(&id.0, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| not_found_or("container", id, "inspect container", e))?;
+        let mounts = match self.cached_mounts(id) {
+            Some(m) => m,
+            None => {
+                let info = self.inspect_loose(id).await?;
+                info.get("Mounts")
+                    .and_then(|m| m.as_array())
+                    .map(|arr| {
+                        arr.iter()
+                            .filter_map(|m| {
+                                Some((
+                                    m.get("Source")?.as_str()?.to_string(),
+                                    m.get("Destination")?.as_str()?.to_string(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+        };
         host_path_in_mounts(
-            info.mounts
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|m| Some((m.source.as_deref()?, m.destination.as_deref()?))),
+            mounts.iter().map(|(s, d)| (s.as_str(), d.as_str())),
             container_path,
         )
         .ok_or_else(|| Error::Runtime {
@@ -190,6 +243,26 @@ impl DockerRuntime {
             source: None,
         })
     }
+}
+
+/// Exit facts from a loose inspect: `None` while the container has not finished.
+fn finished_state(info: &serde_json::Value) -> Option<ExitStatus> {
+    let state = info.get("State")?;
+    let running = state
+        .get("Running")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    let status = state.get("Status").and_then(|v| v.as_str()).unwrap_or("");
+    if running || !matches!(status, "exited" | "stopped" | "dead") {
+        return None;
+    }
+    Some(ExitStatus {
+        code: state.get("ExitCode").and_then(|v| v.as_i64()).unwrap_or(-1),
+        oom_killed: state
+            .get("OOMKilled")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false),
+    })
 }
 
 /// Host path of `container_path` given `(source, destination)` bind mounts: the mount
@@ -451,6 +524,15 @@ impl SandboxRuntime for DockerRuntime {
             .create_container(Some(options), body)
             .await
             .map_err(|e| map_err("create container", e))?;
+        let mounts = spec
+            .mounts
+            .iter()
+            .filter_map(|m| Some((m.host_path.to_str()?.to_string(), m.container_path.clone())))
+            .collect();
+        self.mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(created.id.clone(), mounts);
         Ok(ContainerId(created.id))
     }
 
@@ -489,16 +571,20 @@ impl SandboxRuntime for DockerRuntime {
     }
 
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus> {
-        let code = loop {
+        // Ask for the state first: the engine-side wait can take hundreds of milliseconds
+        // to notice an exit that inspect already shows (Podman).
+        loop {
+            if let Some(exit) = finished_state(&self.inspect_loose(id).await?) {
+                return Ok(exit);
+            }
             let mut stream = self
                 .docker
                 .wait_container(&id.0, None::<WaitContainerOptions>);
             match stream.next().await {
-                Some(Ok(resp)) => break resp.status_code,
-                Some(Err(BollardError::DockerContainerWaitError { code, .. })) => break code,
+                Some(Ok(_)) | Some(Err(BollardError::DockerContainerWaitError { .. })) => {}
                 // The engine answers when the container exits; a long job outlives the
                 // per-request timeout, so ask again.
-                Some(Err(BollardError::RequestTimeoutError)) => continue,
+                Some(Err(BollardError::RequestTimeoutError)) => {}
                 Some(Err(e)) => return Err(not_found_or("container", id, "wait for container", e)),
                 None => {
                     return Err(Error::Runtime {
@@ -507,17 +593,7 @@ impl SandboxRuntime for DockerRuntime {
                     });
                 }
             }
-        };
-        let info = self
-            .docker
-            .inspect_container(&id.0, None::<InspectContainerOptions>)
-            .await
-            .map_err(|e| not_found_or("container", id, "inspect container", e))?;
-        let state = info.state.unwrap_or_default();
-        Ok(ExitStatus {
-            code: state.exit_code.unwrap_or(code),
-            oom_killed: state.oom_killed.unwrap_or(false),
-        })
+        }
     }
 
     async fn signal(&self, id: &ContainerId, signal: Signal) -> Result<()> {
@@ -597,8 +673,8 @@ impl SandboxRuntime for DockerRuntime {
                 .remove_container(&id.0, Some(options.clone()))
                 .await
             {
-                Ok(()) => return Ok(()),
-                Err(e) if status_of(&e) == Some(404) => return Ok(()),
+                Ok(()) => break,
+                Err(e) if status_of(&e) == Some(404) => break,
                 // A removal already in progress, or a container still stopping.
                 Err(e) if status_of(&e) == Some(409) && attempt < 5 => {
                     attempt += 1;
@@ -608,6 +684,11 @@ impl SandboxRuntime for DockerRuntime {
                 Err(e) => return Err(map_err("remove container", e)),
             }
         }
+        self.mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id.0);
+        Ok(())
     }
 
     async fn list_owned(&self, owner: &str) -> Result<Vec<ContainerSummary>> {
@@ -681,6 +762,22 @@ mod tests {
     use super::*;
     use crate::config::RunAs;
     use crate::runtime::{BindMount, ContainerLimits};
+
+    #[test]
+    fn finished_state_reads_podman_and_docker_states() {
+        let st = |status: &str, running: bool| serde_json::json!({"State": {"Status": status, "Running": running, "ExitCode": 3, "OOMKilled": true}});
+        assert_eq!(
+            finished_state(&st("exited", false)),
+            Some(ExitStatus {
+                code: 3,
+                oom_killed: true
+            })
+        );
+        assert!(finished_state(&st("stopped", false)).is_some());
+        assert_eq!(finished_state(&st("running", true)), None);
+        assert_eq!(finished_state(&st("created", false)), None);
+        assert_eq!(finished_state(&serde_json::json!({})), None);
+    }
 
     #[test]
     fn container_list_is_read_loosely() {
