@@ -131,7 +131,7 @@ async fn main() {
         return;
     };
     let cli = std::env::var("CYNODE_BENCH_RAW_CLI").unwrap_or_else(|_| "podman".into());
-    let iters = env_usize("CYNODE_BENCH_ITERS", 20);
+    let iters = env_usize("CYNODE_BENCH_ITERS", 20).max(1);
     let tmp = std::env::temp_dir().join(format!("cynode-bench-sandbox-{}", std::process::id()));
     let config = DriverConfig {
         owner: format!("bench-{}", std::process::id()),

@@ -274,9 +274,15 @@ impl Cleanup {
         self.container = Some(id);
     }
 
-    fn set_dir(&mut self, dir: PathBuf) {
+    /// Shields `dir` from the reaper before it exists (it is not ours to remove yet).
+    fn shield_dir(&self, dir: &Path) {
         self.inner
-            .track(&self.job_id, |a| a.dir = Some(dir.clone()));
+            .track(&self.job_id, |a| a.dir = Some(dir.to_path_buf()));
+    }
+
+    /// The job directory now exists and is ours: remove it at the end.
+    fn set_dir(&mut self, dir: PathBuf) {
+        self.shield_dir(&dir);
         self.dir = Some(dir);
     }
 
@@ -285,14 +291,18 @@ impl Cleanup {
         drop(self.proxy.take());
         let container = self.container.take();
         let dir = self.dir.take();
-        cleanup(
+        // In its own task, so that a caller dropping the job during cleanup does not
+        // abandon it half-way.
+        let task = tokio::spawn(cleanup(
             self.inner.clone(),
             self.job_id.clone(),
             container,
             dir,
             false,
-        )
-        .await;
+        ));
+        if let Err(e) = task.await {
+            tracing::warn!(job_id = %self.job_id, error = %e, "cleanup task failed");
+        }
     }
 }
 
@@ -698,7 +708,9 @@ async fn prepare_dirs(inner: &Inner, spec: &JobSpec, cleanup: &mut Cleanup) -> R
     let workspace_files = spec.workspace_files.clone();
     let job_files = spec.job_files.clone();
     let (ws, job, run) = (dirs.workspace.clone(), dirs.job.clone(), dirs.run.clone());
-    // Claim the directory first so that a failure below still removes it.
+    // Claim the directory first so that a failure below still removes it; a concurrent
+    // reap must not take it for a leftover in between.
+    cleanup.shield_dir(&root);
     let r = root.clone();
     let o = owner.clone();
     blocking(move || claim_job_dir(&mount_root, &r, &o)).await?;
