@@ -41,6 +41,20 @@ async fn hello_and_exit_codes() {
     assert_eq!(r.stderr.text, "oops\n");
     assert_eq!(r.stdout.text, "");
 
+    // A command that does not exist is a failed job with the reason on stderr.
+    let r = t
+        .driver
+        .run(JobSpec::new(env.image.clone(), ["/no/such/cmd"]))
+        .await
+        .unwrap();
+    assert_eq!(r.status, JobStatus::Failed);
+    assert_ne!(r.exit_code, 0);
+    assert!(
+        r.stderr.text.contains("No such file"),
+        "{:?}",
+        r.stderr.text
+    );
+
     // Empty image -> the driver's default image.
     let r = t
         .driver
