@@ -37,7 +37,10 @@ impl Rng {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn pct(mut v: Vec<Duration>, p: f64) -> f64 {
@@ -58,8 +61,17 @@ struct Figures {
     recall: f64,
 }
 
-async fn bench(store: Arc<dyn Store>, tasks: usize, vectors: usize) -> Result<Figures, Box<dyn std::error::Error>> {
-    let user = store.create_user(NewUser { handle: "bench".into(), ..Default::default() }).await?;
+async fn bench(
+    store: Arc<dyn Store>,
+    tasks: usize,
+    vectors: usize,
+) -> Result<Figures, Box<dyn std::error::Error>> {
+    let user = store
+        .create_user(NewUser {
+            handle: "bench".into(),
+            ..Default::default()
+        })
+        .await?;
     let project = store.default_project(user.id).await?;
 
     // Sequential inserts: one client, one durable commit each.
@@ -139,10 +151,16 @@ async fn bench(store: Arc<dyn Store>, tasks: usize, vectors: usize) -> Result<Fi
     // Vector memory: two projects, three namespaces; the query filters to one project and
     // two namespaces, so the index has to honour filters.
     let other = store
-        .create_project(NewProject { slug: "bench-other".into(), display_name: "Other".into(), description: None })
+        .create_project(NewProject {
+            slug: "bench-other".into(),
+            display_name: "Other".into(),
+            description: None,
+        })
         .await?;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let centres: Vec<Vec<f32>> = (0..64).map(|_| (0..DIM).map(|_| rng.next_f32()).collect()).collect();
+    let centres: Vec<Vec<f32>> = (0..64)
+        .map(|_| (0..DIM).map(|_| rng.next_f32()).collect())
+        .collect();
     let namespaces = ["docs", "project_memory", "code_index"];
     // Kept for the exact (brute-force) answers recall is measured against.
     let mut allowed: Vec<(usize, Vec<f32>)> = Vec::new();
@@ -195,7 +213,9 @@ async fn bench(store: Arc<dyn Store>, tasks: usize, vectors: usize) -> Result<Fi
     for _ in 0..QUERIES {
         let e = rng.embedding(&centres);
         let q0 = Instant::now();
-        let hits = store.search_vectors(&query(e.clone(), K, project.id)).await?;
+        let hits = store
+            .search_vectors(&query(e.clone(), K, project.id))
+            .await?;
         lat.push(q0.elapsed());
         queries.push((e, hits));
     }
@@ -204,12 +224,19 @@ async fn bench(store: Arc<dyn Store>, tasks: usize, vectors: usize) -> Result<Fi
     // Recall@K against the exact answer over the same filtered rows.
     let mut found = 0usize;
     for (e, hits) in &queries {
-        let mut exact: Vec<(f32, usize)> =
-            allowed.iter().map(|(g, v)| (cosine_distance(v, e), *g)).collect();
+        let mut exact: Vec<(f32, usize)> = allowed
+            .iter()
+            .map(|(g, v)| (cosine_distance(v, e), *g))
+            .collect();
         exact.select_nth_unstable_by(K as usize - 1, |a, b| a.0.total_cmp(&b.0));
-        let truth: std::collections::HashSet<String> =
-            exact[..K as usize].iter().map(|(_, g)| format!("chunk {g}")).collect();
-        found += hits.iter().filter(|h| truth.contains(&h.item.content_text)).count();
+        let truth: std::collections::HashSet<String> = exact[..K as usize]
+            .iter()
+            .map(|(_, g)| format!("chunk {g}"))
+            .collect();
+        found += hits
+            .iter()
+            .filter(|h| truth.contains(&h.item.content_text))
+            .count();
     }
     let recall = found as f64 / (queries.len() * K as usize) as f64;
 
@@ -234,16 +261,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rows = Vec::new();
 
     eprintln!("sqlite: {tasks} tasks, {vectors} vectors");
-    let sqlite = open(&StoreConfig::Sqlite { path: dir.join("bench.db") }).await?;
+    let sqlite = open(&StoreConfig::Sqlite {
+        path: dir.join("bench.db"),
+    })
+    .await?;
     rows.push(("sqlite", bench(sqlite, tasks, vectors).await?));
 
     match std::env::var("CYNODE_BENCH_PG_URL") {
         Ok(url) => {
             eprintln!("postgres: {tasks} tasks, {vectors} vectors");
-            let pg = open(&StoreConfig::Postgres { url, max_connections: 16 }).await?;
+            let pg = open(&StoreConfig::Postgres {
+                url,
+                max_connections: 16,
+            })
+            .await?;
             rows.push(("postgres", bench(pg, tasks, vectors).await?));
         }
-        Err(_) => eprintln!("postgres: skipped (CYNODE_BENCH_PG_URL not set; benches/storage.sh sets it)"),
+        Err(_) => {
+            eprintln!("postgres: skipped (CYNODE_BENCH_PG_URL not set; benches/storage.sh sets it)")
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     print_table(&rows, tasks, vectors);
@@ -258,22 +294,45 @@ fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
 
 #[allow(clippy::print_stdout)]
 fn print_table(rows: &[(&str, Figures)], tasks: usize, vectors: usize) {
-    println!("storage benchmark: {tasks} tasks, {vectors} x {DIM}-dim vectors, {QUERIES} queries top-{K}, {CONCURRENCY} concurrent clients");
+    println!(
+        "storage benchmark: {tasks} tasks, {vectors} x {DIM}-dim vectors, {QUERIES} queries top-{K}, {CONCURRENCY} concurrent clients"
+    );
     println!(
         "{:<9} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>9} {:>8}",
-        "backend", "insert/s", "insert/s x8", "fetch/s", "fetch/s x8", "vec load/s", "q p50 ms", "q p99 ms", "q/s", "recall"
+        "backend",
+        "insert/s",
+        "insert/s x8",
+        "fetch/s",
+        "fetch/s x8",
+        "vec load/s",
+        "q p50 ms",
+        "q p99 ms",
+        "q/s",
+        "recall"
     );
     for (name, f) in rows {
         println!(
             "{:<9} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>12.0} {:>10.2} {:>10.2} {:>9.1} {:>8.3}",
-            name, f.insert_seq, f.insert_conc, f.fetch_seq, f.fetch_conc, f.vec_load, f.q_p50, f.q_p99, f.qps, f.recall
+            name,
+            f.insert_seq,
+            f.insert_conc,
+            f.fetch_seq,
+            f.fetch_conc,
+            f.vec_load,
+            f.q_p50,
+            f.q_p99,
+            f.qps,
+            f.recall
         );
     }
     if let [(a, fa), (b, fb)] = rows {
         println!(
             "ratio {b}/{a}: insert {:.2}x, insert x8 {:.2}x, fetch {:.2}x, fetch x8 {:.2}x, query p50 {:.2}x (lower is faster)",
-            fb.insert_seq / fa.insert_seq, fb.insert_conc / fa.insert_conc, fb.fetch_seq / fa.fetch_seq,
-            fb.fetch_conc / fa.fetch_conc, fb.q_p50 / fa.q_p50
+            fb.insert_seq / fa.insert_seq,
+            fb.insert_conc / fa.insert_conc,
+            fb.fetch_seq / fa.fetch_seq,
+            fb.fetch_conc / fa.fetch_conc,
+            fb.q_p50 / fa.q_p50
         );
     }
 }

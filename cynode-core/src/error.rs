@@ -60,7 +60,10 @@ pub enum Error {
 impl Error {
     /// Builds [`Error::NotFound`].
     pub fn not_found(entity: &'static str, id: impl fmt::Display) -> Self {
-        Error::NotFound { entity, id: id.to_string() }
+        Error::NotFound {
+            entity,
+            id: id.to_string(),
+        }
     }
 
     /// Builds [`Error::Conflict`].
@@ -78,12 +81,18 @@ impl Error {
         message: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        Error::Unavailable { message: message.into(), source: Some(source.into()) }
+        Error::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
     }
 
     /// Builds [`Error::Internal`] without a cause.
     pub fn internal(message: impl Into<String>) -> Self {
-        Error::Internal { message: message.into(), source: None }
+        Error::Internal {
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Whether retrying the same call later may succeed (connection loss, overload,

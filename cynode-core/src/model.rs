@@ -185,7 +185,10 @@ string_enum!(
 impl TaskStatus {
     /// Whether no further transition is allowed.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Self::Completed | Self::Failed | Self::Canceled | Self::Superseded)
+        matches!(
+            self,
+            Self::Completed | Self::Failed | Self::Canceled | Self::Superseded
+        )
     }
 }
 
@@ -436,8 +439,14 @@ impl Node {
     pub fn is_dispatchable(&self) -> bool {
         self.status == NodeStatus::Active
             && self.config_ack_status.as_deref() == Some("applied")
-            && self.worker_api_target_url.as_deref().is_some_and(|s| !s.is_empty())
-            && self.worker_api_bearer_token.as_deref().is_some_and(|s| !s.is_empty())
+            && self
+                .worker_api_target_url
+                .as_deref()
+                .is_some_and(|s| !s.is_empty())
+            && self
+                .worker_api_bearer_token
+                .as_deref()
+                .is_some_and(|s| !s.is_empty())
     }
 }
 
@@ -521,7 +530,9 @@ impl Scope {
             ("group", Some(id)) => Ok(Scope::Group(id)),
             ("project", Some(id)) => Ok(Scope::Project(id.into())),
             ("task", Some(id)) => Ok(Scope::Task(id.into())),
-            (t, id) => Err(Error::invalid(format!("invalid preference scope {t}/{id:?}"))),
+            (t, id) => Err(Error::invalid(format!(
+                "invalid preference scope {t}/{id:?}"
+            ))),
         }
     }
 }
@@ -962,7 +973,8 @@ pub fn sha256_hex(s: &str) -> String {
 pub fn validate_handle(h: &str) -> Result<()> {
     let ok = !h.is_empty()
         && h.len() <= 64
-        && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {

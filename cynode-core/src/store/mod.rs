@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    model::*, CredentialId, Error, JobId, NodeId, ProjectId, Result, SessionId, TaskId, ThreadId,
-    UserId,
+    CredentialId, Error, JobId, NodeId, ProjectId, Result, SessionId, TaskId, ThreadId, UserId,
+    model::*,
 };
 
 mod memory;
@@ -255,8 +255,11 @@ pub trait VectorStore: Send + Sync {
     /// nearest first.
     async fn search_vectors(&self, query: &VectorQuery) -> Result<Vec<VectorHit>>;
     /// Deletes the chunks of one source in a project; returns how many.
-    async fn delete_vectors_by_source(&self, project_id: ProjectId, source_ref: &str)
-    -> Result<u64>;
+    async fn delete_vectors_by_source(
+        &self,
+        project_id: ProjectId,
+        source_ref: &str,
+    ) -> Result<u64>;
 }
 
 /// Backend-level operations.
@@ -330,9 +333,10 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>> {
         #[cfg(feature = "sqlite")]
         StoreConfig::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path).await?)),
         #[cfg(feature = "postgres")]
-        StoreConfig::Postgres { url, max_connections } => {
-            Ok(Arc::new(PgStore::connect(url, *max_connections).await?))
-        }
+        StoreConfig::Postgres {
+            url,
+            max_connections,
+        } => Ok(Arc::new(PgStore::connect(url, *max_connections).await?)),
         #[allow(unreachable_patterns)]
         other => Err(Error::invalid(format!(
             "storage backend {other:?} is not compiled into this build (enable its cargo feature)"

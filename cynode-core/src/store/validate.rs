@@ -16,7 +16,9 @@ pub(crate) fn text(field: &str, v: &str, max: usize) -> Result<()> {
         return Err(Error::invalid(format!("{field} must not be blank")));
     }
     if v.chars().count() > max {
-        return Err(Error::invalid(format!("{field} is longer than {max} characters")));
+        return Err(Error::invalid(format!(
+            "{field} is longer than {max} characters"
+        )));
     }
     Ok(())
 }
