@@ -69,7 +69,12 @@ pub(crate) async fn require_access_token(
         .keys
         .verify(token, TokenKind::Access, st.now())
         .ok()
-        .and_then(|c| Some(AuthUser { id: c.user()?, handle: c.handle.unwrap_or_default() }));
+        .and_then(|c| {
+            Some(AuthUser {
+                id: c.user()?,
+                handle: c.handle.unwrap_or_default(),
+            })
+        });
     match user {
         Some(user) => {
             tracing::Span::current().record("user_id", tracing::field::display(user.id));
@@ -143,7 +148,11 @@ pub(crate) async fn audit(st: &GatewayState, client: &ClientInfo, ev: AuthEvent<
 
 // ---------------------------------------------------------------- passwords
 
-async fn verify_in_pool(st: &GatewayState, password: String, hash: PasswordHash) -> Result<bool, Error> {
+async fn verify_in_pool(
+    st: &GatewayState,
+    password: String,
+    hash: PasswordHash,
+) -> Result<bool, Error> {
     let _permit = st
         .inner
         .hash_gate
@@ -152,7 +161,10 @@ async fn verify_in_pool(st: &GatewayState, password: String, hash: PasswordHash)
         .map_err(|_| Error::internal("password hashing pool closed"))?;
     tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash))
         .await
-        .map_err(|e| Error::Internal { message: "password check panicked".into(), source: Some(Box::new(e)) })?
+        .map_err(|e| Error::Internal {
+            message: "password check panicked".into(),
+            source: Some(Box::new(e)),
+        })?
 }
 
 /// Spends the time a real check would, so unknown and known handles look alike.
@@ -175,10 +187,14 @@ async fn verify_dummy(st: &GatewayState, password: String) {
 
 // ---------------------------------------------------------------- handlers
 
-async fn issue_pair(st: &GatewayState, user: &User) -> Result<(TokenResponse, NewRefreshSession), ApiError> {
+async fn issue_pair(
+    st: &GatewayState,
+    user: &User,
+) -> Result<(TokenResponse, NewRefreshSession), ApiError> {
     let now = st.now();
     let cfg = &st.inner.config;
-    let (access, _) = auth::issue_access_token(&st.inner.keys, user.id, &user.handle, now, cfg.access_ttl());
+    let (access, _) =
+        auth::issue_access_token(&st.inner.keys, user.id, &user.handle, now, cfg.access_ttl());
     let refresh = auth::issue_refresh_token(&st.inner.keys, user.id, now, cfg.refresh_ttl());
     let session = NewRefreshSession {
         user_id: user.id,
@@ -208,7 +224,10 @@ async fn issue_pair(st: &GatewayState, user: &User) -> Result<(TokenResponse, Ne
         (status = 500, description = "Server failure", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn login(State(st): State<GatewayState>, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn login(
+    State(st): State<GatewayState>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let client = ClientInfo::from_request(&req, st.inner.config.trust_forwarded_headers);
     let fail = |reason: &'static str| AuthEvent {
         kind: "login_failure",
@@ -220,7 +239,10 @@ pub(crate) async fn login(State(st): State<GatewayState>, req: Request) -> Resul
     // The per-address limit is checked before the body is read.
     if let Err(retry) = st.inner.limiter.hit_ip(&client.ip, st.now()) {
         audit(&st, &client, fail("rate limited")).await;
-        return Err(ApiError::too_many_requests("Too many login attempts", retry));
+        return Err(ApiError::too_many_requests(
+            "Too many login attempts",
+            retry,
+        ));
     }
     let body: LoginRequest = json_body(&st, req.into_body()).await?;
     let handle = body.handle.unwrap_or_default();
@@ -228,9 +250,24 @@ pub(crate) async fn login(State(st): State<GatewayState>, req: Request) -> Resul
     if handle.is_empty() || password.is_empty() {
         return Err(ApiError::bad_request("Handle and password are required"));
     }
-    if let Err(retry) = st.inner.limiter.check_failures(&handle, &client.ip, st.now()) {
-        audit(&st, &client, AuthEvent { handle: Some(&handle), ..fail("rate limited") }).await;
-        return Err(ApiError::too_many_requests("Too many login attempts", retry));
+    if let Err(retry) = st
+        .inner
+        .limiter
+        .check_failures(&handle, &client.ip, st.now())
+    {
+        audit(
+            &st,
+            &client,
+            AuthEvent {
+                handle: Some(&handle),
+                ..fail("rate limited")
+            },
+        )
+        .await;
+        return Err(ApiError::too_many_requests(
+            "Too many login attempts",
+            retry,
+        ));
     }
 
     let store = &st.inner.store;
@@ -264,8 +301,19 @@ pub(crate) async fn login(State(st): State<GatewayState>, req: Request) -> Resul
     let user = match checked {
         Ok(u) => u,
         Err((user_id, reason)) => {
-            st.inner.limiter.record_failure(&handle, &client.ip, st.now());
-            audit(&st, &client, AuthEvent { user_id, handle: Some(&handle), ..fail(reason) }).await;
+            st.inner
+                .limiter
+                .record_failure(&handle, &client.ip, st.now());
+            audit(
+                &st,
+                &client,
+                AuthEvent {
+                    user_id,
+                    handle: Some(&handle),
+                    ..fail(reason)
+                },
+            )
+            .await;
             return Err(ApiError::unauthorized("Invalid credentials"));
         }
     };
@@ -278,7 +326,13 @@ pub(crate) async fn login(State(st): State<GatewayState>, req: Request) -> Resul
     audit(
         &st,
         &client,
-        AuthEvent { kind: "login_success", user_id: Some(user.id), handle: Some(&user.handle), success: true, reason: None },
+        AuthEvent {
+            kind: "login_success",
+            user_id: Some(user.id),
+            handle: Some(&user.handle),
+            success: true,
+            reason: None,
+        },
     )
     .await;
     Ok(json(StatusCode::OK, &pair))
@@ -296,7 +350,10 @@ pub(crate) async fn login(State(st): State<GatewayState>, req: Request) -> Resul
         (status = 500, description = "Server failure", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn refresh(State(st): State<GatewayState>, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn refresh(
+    State(st): State<GatewayState>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let client = ClientInfo::from_request(&req, st.inner.config.trust_forwarded_headers);
     let body: RefreshRequest = json_body(&st, req.into_body()).await?;
     let token = body.refresh_token.unwrap_or_default();
@@ -311,7 +368,13 @@ pub(crate) async fn refresh(State(st): State<GatewayState>, req: Request) -> Res
         reason: Some(reason),
     };
     let now = st.now();
-    let user_id = match st.inner.keys.verify(&token, TokenKind::Refresh, now).ok().and_then(|c| c.user()) {
+    let user_id = match st
+        .inner
+        .keys
+        .verify(&token, TokenKind::Refresh, now)
+        .ok()
+        .and_then(|c| c.user())
+    {
         Some(u) => u,
         None => {
             audit(&st, &client, fail(None, "invalid token")).await;
@@ -362,7 +425,13 @@ pub(crate) async fn refresh(State(st): State<GatewayState>, req: Request) -> Res
     audit(
         &st,
         &client,
-        AuthEvent { kind: "refresh_success", user_id: Some(user.id), handle: Some(&user.handle), success: true, reason: None },
+        AuthEvent {
+            kind: "refresh_success",
+            user_id: Some(user.id),
+            handle: Some(&user.handle),
+            success: true,
+            reason: None,
+        },
     )
     .await;
     Ok(json(StatusCode::OK, &pair))
@@ -370,7 +439,11 @@ pub(crate) async fn refresh(State(st): State<GatewayState>, req: Request) -> Res
 
 /// A validly signed, unexpired refresh token without an active session: revoke every
 /// session of its user (see the module documentation).
-async fn revoke_on_reuse(st: &GatewayState, client: &ClientInfo, user_id: UserId) -> Result<(), ApiError> {
+async fn revoke_on_reuse(
+    st: &GatewayState,
+    client: &ClientInfo,
+    user_id: UserId,
+) -> Result<(), ApiError> {
     let revoked = match st.inner.store.revoke_user_sessions(user_id).await {
         Ok(n) => n,
         Err(Error::NotFound { .. }) => 0,
@@ -380,7 +453,13 @@ async fn revoke_on_reuse(st: &GatewayState, client: &ClientInfo, user_id: UserId
     audit(
         st,
         client,
-        AuthEvent { kind: "refresh_failure", user_id: Some(user_id), handle: None, success: false, reason: Some("token reuse") },
+        AuthEvent {
+            kind: "refresh_failure",
+            user_id: Some(user_id),
+            handle: None,
+            success: false,
+            reason: Some("token reuse"),
+        },
     )
     .await;
     audit(
@@ -410,7 +489,11 @@ async fn revoke_on_reuse(st: &GatewayState, client: &ClientInfo, user_id: UserId
         (status = 413, description = "Body over the size cap", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn logout(State(st): State<GatewayState>, user: AuthUser, req: Request) -> Result<Response, ApiError> {
+pub(crate) async fn logout(
+    State(st): State<GatewayState>,
+    user: AuthUser,
+    req: Request,
+) -> Result<Response, ApiError> {
     let client = ClientInfo::from_request(&req, st.inner.config.trust_forwarded_headers);
     let bytes = read_body(req.into_body(), st.inner.config.max_body_bytes).await?;
     let body: RefreshRequest = super::http::decode(&bytes)?;
@@ -430,7 +513,13 @@ pub(crate) async fn logout(State(st): State<GatewayState>, user: AuthUser, req: 
     audit(
         &st,
         &client,
-        AuthEvent { kind: "logout", user_id: Some(user.id), handle: Some(&user.handle), success: true, reason: None },
+        AuthEvent {
+            kind: "logout",
+            user_id: Some(user.id),
+            handle: Some(&user.handle),
+            success: true,
+            reason: None,
+        },
     )
     .await;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -90,6 +90,10 @@ pub struct LoginRateLimit {
 
 impl Default for LoginRateLimit {
     fn default() -> Self {
-        Self { window_secs: 60, per_ip: 60, failures_per_handle_ip: 10 }
+        Self {
+            window_secs: 60,
+            per_ip: 60,
+            failures_per_handle_ip: 10,
+        }
     }
 }

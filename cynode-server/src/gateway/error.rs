@@ -54,8 +54,10 @@ pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
     let mut bytes = serde_json::to_vec(&body).unwrap_or_default();
     bytes.push(b'\n');
     let mut res = (status, bytes).into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     res
 }
 
@@ -74,7 +76,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status and a client-facing detail.
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self { status, detail: detail.into(), retry_after: None, source: None }
+        Self {
+            status,
+            detail: detail.into(),
+            retry_after: None,
+            source: None,
+        }
     }
     /// 400.
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -183,15 +190,27 @@ mod tests {
     #[test]
     fn storage_errors_map_to_statuses_without_leaking_text() {
         let cases: Vec<(cynode_core::Error, u16, &str)> = vec![
-            (cynode_core::Error::not_found("task", "x"), 404, "Task not found"),
-            (cynode_core::Error::conflict("dup key in tasks_pkey"), 409, "Conflict"),
+            (
+                cynode_core::Error::not_found("task", "x"),
+                404,
+                "Task not found",
+            ),
+            (
+                cynode_core::Error::conflict("dup key in tasks_pkey"),
+                409,
+                "Conflict",
+            ),
             (cynode_core::Error::invalid("bad"), 400, "bad"),
             (
                 cynode_core::Error::unavailable("pool", std::io::Error::other("SELECT secret")),
                 503,
                 "Database not available",
             ),
-            (cynode_core::Error::internal("SELECT 1 failed"), 500, "Internal server error"),
+            (
+                cynode_core::Error::internal("SELECT 1 failed"),
+                500,
+                "Internal server error",
+            ),
         ];
         for (err, status, detail) in cases {
             let e = ApiError::from(err);

@@ -7,7 +7,12 @@ use axum::response::{IntoResponse, Response};
 use super::state::GatewayState;
 
 fn text(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// Liveness: always `200` `ok`.
@@ -31,7 +36,10 @@ pub(crate) async fn healthz() -> Response {
 pub(crate) async fn readyz(State(st): State<GatewayState>) -> Response {
     if let Err(e) = st.inner.store.ping().await {
         tracing::warn!(error = %e, "readiness: storage check failed");
-        return text(StatusCode::SERVICE_UNAVAILABLE, "readiness check failed (database error)".into());
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "readiness check failed (database error)".into(),
+        );
     }
     for check in &st.inner.readiness {
         if let Some(reason) = check.check().await {

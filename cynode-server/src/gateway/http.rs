@@ -29,7 +29,8 @@ pub struct RequestId(pub String);
 fn acceptable_request_id(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 128
-        && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
 }
 
 /// Outermost layer: settles the request id, opens the request span, logs the
@@ -43,7 +44,8 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let value = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    req.headers_mut().insert(X_REQUEST_ID.clone(), value.clone());
+    req.headers_mut()
+        .insert(X_REQUEST_ID.clone(), value.clone());
     req.extensions_mut().insert(RequestId(id.clone()));
     // Only the path is recorded: query strings and headers may carry secrets.
     let span = tracing::info_span!(
@@ -69,7 +71,11 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
 
 /// Rejects a body whose declared length is over the cap before anything reads it.
 /// (Bodies without a length are cut off at the cap when read; see [`read_body`].)
-pub(crate) async fn limit_body(State(st): State<GatewayState>, req: Request, next: Next) -> Response {
+pub(crate) async fn limit_body(
+    State(st): State<GatewayState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let max = st.inner.config.max_body_bytes;
     let declared = req
         .headers()
@@ -114,9 +120,10 @@ pub(crate) async fn read_body(body: Body, max: usize) -> Result<Bytes, ApiError>
     use http_body_util::BodyExt as _;
     match http_body_util::Limited::new(body, max).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"))
-        }
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Request body too large",
+        )),
         Err(e) => Err(ApiError::bad_request("Invalid request body").with_source(e)),
     }
 }
@@ -129,7 +136,10 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Reads and decodes a JSON request body.
-pub(crate) async fn json_body<T: DeserializeOwned>(st: &GatewayState, body: Body) -> Result<T, ApiError> {
+pub(crate) async fn json_body<T: DeserializeOwned>(
+    st: &GatewayState,
+    body: Body,
+) -> Result<T, ApiError> {
     let bytes = read_body(body, st.inner.config.max_body_bytes).await?;
     decode(&bytes)
 }
@@ -141,11 +151,15 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
         Ok(mut bytes) => {
             bytes.push(b'\n');
             let mut res = (status, bytes).into_response();
-            res.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             res
         }
-        Err(e) => ApiError::internal("Internal server error").with_source(e).into_response(),
+        Err(e) => ApiError::internal("Internal server error")
+            .with_source(e)
+            .into_response(),
     }
 }
 
@@ -162,7 +176,9 @@ impl ClientInfo {
         let forwarded = trust_forwarded.then(|| forwarded_ip(headers)).flatten();
         let ip = forwarded
             .or_else(|| {
-                req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string())
+                req.extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip().to_string())
             })
             .unwrap_or_else(|| "unknown".into());
         let user_agent = headers

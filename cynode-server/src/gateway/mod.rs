@@ -88,7 +88,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -108,14 +113,23 @@ fn routes(state: &GatewayState) -> OpenApiRouter<GatewayState> {
         .routes(routes!(tasks::task_result))
         .routes(routes!(tasks::cancel_task))
         .routes(routes!(tasks::task_logs))
-        .route_layer(from_fn_with_state(state.clone(), auth::require_access_token));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(public).merge(protected)
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            auth::require_access_token,
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public)
+        .merge(protected)
 }
 
 /// The OpenAPI document of every gateway route (also served at [`OPENAPI_PATH`]).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let keys = cynode_core::auth::JwtKeys::new(cynode_core::auth::JwtKey::new("openapi", Vec::new()));
-    let state = GatewayState::new(std::sync::Arc::new(cynode_core::store::MemoryStore::new()), keys);
+    let keys =
+        cynode_core::auth::JwtKeys::new(cynode_core::auth::JwtKey::new("openapi", Vec::new()));
+    let state = GatewayState::new(
+        std::sync::Arc::new(cynode_core::store::MemoryStore::new()),
+        keys,
+    );
     routes(&state).split_for_parts().1
 }
 
@@ -126,7 +140,10 @@ pub fn router(state: GatewayState) -> Router {
     let doc_json = doc.to_json().unwrap_or_else(|_| "{}".into());
     let cors = &state.inner.config.cors_allowed_origins;
     let cors = (!cors.is_empty()).then(|| {
-        let origins = cors.iter().filter_map(|o| o.parse().ok()).collect::<Vec<_>>();
+        let origins = cors
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect::<Vec<_>>();
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
             .allow_methods(tower_http::cors::Any)
@@ -137,7 +154,12 @@ pub fn router(state: GatewayState) -> Router {
         OPENAPI_PATH,
         axum::routing::get(move || {
             let body = doc_json.clone();
-            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
         }),
     )
     .fallback(http::not_found)

@@ -30,11 +30,16 @@ pub(crate) struct LoginLimiter {
 
 impl LoginLimiter {
     pub(crate) fn new(cfg: LoginRateLimit) -> Self {
-        Self { cfg, state: Mutex::new(State::default()) }
+        Self {
+            cfg,
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn window_ms(&self) -> i64 {
-        i64::try_from(self.cfg.window_secs.max(1)).unwrap_or(i64::MAX / 2_000).saturating_mul(1000)
+        i64::try_from(self.cfg.window_secs.max(1))
+            .unwrap_or(i64::MAX / 2_000)
+            .saturating_mul(1000)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -66,9 +71,15 @@ impl LoginLimiter {
         let w = self.window_ms();
         let mut st = self.lock();
         self.prune(&mut st, now_ms);
-        let win = st.per_ip.entry(ip.to_string()).or_insert(Window { start_ms: now_ms, count: 0 });
+        let win = st.per_ip.entry(ip.to_string()).or_insert(Window {
+            start_ms: now_ms,
+            count: 0,
+        });
         if now_ms >= win.start_ms + w || now_ms < win.start_ms {
-            *win = Window { start_ms: now_ms, count: 0 };
+            *win = Window {
+                start_ms: now_ms,
+                count: 0,
+            };
         }
         win.count = win.count.saturating_add(1);
         if win.count > self.cfg.per_ip {
@@ -108,16 +119,24 @@ impl LoginLimiter {
         let win = st
             .failures
             .entry((handle.to_string(), ip.to_string()))
-            .or_insert(Window { start_ms: now_ms, count: 0 });
+            .or_insert(Window {
+                start_ms: now_ms,
+                count: 0,
+            });
         if now_ms >= win.start_ms + w || now_ms < win.start_ms {
-            *win = Window { start_ms: now_ms, count: 0 };
+            *win = Window {
+                start_ms: now_ms,
+                count: 0,
+            };
         }
         win.count = win.count.saturating_add(1);
     }
 
     /// Forgets the failures of (handle, ip) after a successful login.
     pub(crate) fn clear_failures(&self, handle: &str, ip: &str) {
-        self.lock().failures.remove(&(handle.to_string(), ip.to_string()));
+        self.lock()
+            .failures
+            .remove(&(handle.to_string(), ip.to_string()));
     }
 }
 
@@ -131,7 +150,11 @@ mod tests {
 
     #[test]
     fn per_ip_window_allows_the_limit_then_reopens() {
-        let l = LoginLimiter::new(LoginRateLimit { window_secs: 60, per_ip: 3, failures_per_handle_ip: 0 });
+        let l = LoginLimiter::new(LoginRateLimit {
+            window_secs: 60,
+            per_ip: 3,
+            failures_per_handle_ip: 0,
+        });
         for _ in 0..3 {
             l.hit_ip("a", t(0)).expect("within limit");
         }
@@ -143,14 +166,20 @@ mod tests {
 
     #[test]
     fn failures_block_one_handle_from_one_address_until_cleared_or_expired() {
-        let l = LoginLimiter::new(LoginRateLimit { window_secs: 10, per_ip: 0, failures_per_handle_ip: 2 });
+        let l = LoginLimiter::new(LoginRateLimit {
+            window_secs: 10,
+            per_ip: 0,
+            failures_per_handle_ip: 2,
+        });
         l.record_failure("bob", "a", t(0));
-        l.check_failures("bob", "a", t(1)).expect("one failure is fine");
+        l.check_failures("bob", "a", t(1))
+            .expect("one failure is fine");
         l.record_failure("bob", "a", t(2));
         assert_eq!(l.check_failures("bob", "a", t(3)), Err(10));
         l.check_failures("bob", "b", t(3)).expect("other address");
         l.check_failures("eve", "a", t(3)).expect("other handle");
-        l.check_failures("bob", "a", t(10_000)).expect("window over");
+        l.check_failures("bob", "a", t(10_000))
+            .expect("window over");
         l.record_failure("bob", "a", t(20_000));
         l.record_failure("bob", "a", t(20_001));
         assert!(l.check_failures("bob", "a", t(20_002)).is_err());
@@ -160,18 +189,30 @@ mod tests {
 
     #[test]
     fn zero_disables_and_pruning_keeps_live_windows() {
-        let l = LoginLimiter::new(LoginRateLimit { window_secs: 1, per_ip: 0, failures_per_handle_ip: 0 });
+        let l = LoginLimiter::new(LoginRateLimit {
+            window_secs: 1,
+            per_ip: 0,
+            failures_per_handle_ip: 0,
+        });
         for _ in 0..100 {
             l.hit_ip("a", t(0)).expect("no limit");
         }
-        let l = LoginLimiter::new(LoginRateLimit { window_secs: 1, per_ip: 1, failures_per_handle_ip: 1 });
+        let l = LoginLimiter::new(LoginRateLimit {
+            window_secs: 1,
+            per_ip: 1,
+            failures_per_handle_ip: 1,
+        });
         for i in 0..=PRUNE_ABOVE {
             l.hit_ip(&format!("ip{i}"), t(0)).expect("first hit");
         }
         l.hit_ip("live", t(1_500)).expect("first");
         l.hit_ip("new", t(2_000)).expect("prunes expired");
         let st = l.lock();
-        assert_eq!(st.per_ip.len(), 2, "expired windows are dropped, live ones kept");
+        assert_eq!(
+            st.per_ip.len(),
+            2,
+            "expired windows are dropped, live ones kept"
+        );
         assert!(st.per_ip.contains_key("live") && st.per_ip.contains_key("new"));
     }
 }

@@ -4,10 +4,10 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use cynode_core::JobId;
 use cynode_core::auth::JwtKeys;
 use cynode_core::model::{Job, PasswordHash, Task, Timestamp};
 use cynode_core::store::Store;
-use cynode_core::JobId;
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::config::GatewayConfig;
@@ -38,7 +38,9 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock showing `start`.
     pub fn new(start: Timestamp) -> Self {
-        Self { now: Mutex::new(start) }
+        Self {
+            now: Mutex::new(start),
+        }
     }
     /// Moves the clock forward.
     pub fn advance(&self, by: std::time::Duration) {
@@ -167,7 +169,9 @@ pub struct GatewayStateBuilder {
 
 impl fmt::Debug for GatewayStateBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GatewayStateBuilder").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("GatewayStateBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -194,7 +198,10 @@ impl GatewayStateBuilder {
     }
     /// Builds the state.
     pub fn build(self) -> GatewayState {
-        let hashers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(1);
+        let hashers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .max(1);
         GatewayState {
             inner: Arc::new(Inner {
                 limiter: LoginLimiter::new(self.config.login_rate_limit.clone()),

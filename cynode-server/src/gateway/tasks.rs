@@ -1,10 +1,13 @@
 //! Tasks (§6): create, list, get, result, cancel and logs, always scoped to the caller.
 
-use axum::extract::{Path, Query, Request, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cynode_core::model::{Job, JobStatus, JobUpdate, NewArtifact, NewJob, NewTask, Task, TaskFilter, TaskStatus, Timestamp};
+use cynode_core::model::{
+    Job, JobStatus, JobUpdate, NewArtifact, NewJob, NewTask, Task, TaskFilter, TaskStatus,
+    Timestamp,
+};
 use cynode_core::{Error, JobId, ProjectId, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json as j};
@@ -211,7 +214,11 @@ fn attachments_of(task: &Task) -> Vec<String> {
         .as_ref()
         .and_then(|m| m.get("attachments"))
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -319,31 +326,47 @@ pub(crate) async fn create_task(
     let use_sba = body.use_sba.unwrap_or(false);
     let model = st.inner.config.inference_model.clone();
     if use_sba && model.is_empty() {
-        return Err(ApiError::bad_request("SBA inference readiness failed: no allowed model configured"));
+        return Err(ApiError::bad_request(
+            "SBA inference readiness failed: no allowed model configured",
+        ));
     }
 
     // Project: a given id must be a UUID of an existing project; else the default.
-    let project_id = match body.project_id.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+    let project_id = match body
+        .project_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         Some(p) => {
-            let id: ProjectId = p.parse().map_err(|_| ApiError::bad_request("Invalid project_id"))?;
+            let id: ProjectId = p
+                .parse()
+                .map_err(|_| ApiError::bad_request("Invalid project_id"))?;
             match store.get_project(id).await {
                 Ok(p) => p.id,
-                Err(Error::NotFound { .. }) => return Err(ApiError::bad_request("Invalid project_id")),
+                Err(Error::NotFound { .. }) => {
+                    return Err(ApiError::bad_request("Invalid project_id"));
+                }
                 Err(e) => return Err(ApiError::storage("Failed to create task", e)),
             }
         }
-        None => store
-            .default_project(user.id)
-            .await
-            .map_err(|e| ApiError::storage("Failed to create task", e))?
-            .id,
+        None => {
+            store
+                .default_project(user.id)
+                .await
+                .map_err(|e| ApiError::storage("Failed to create task", e))?
+                .id
+        }
     };
 
     // Attachments: trimmed, blank and over-long ones skipped, first occurrence kept.
     let mut attachments: Vec<String> = Vec::new();
     for a in body.attachments.unwrap_or_default() {
         let a = a.trim();
-        if a.is_empty() || a.chars().count() > MAX_ATTACHMENT_LEN || attachments.iter().any(|x| x == a) {
+        if a.is_empty()
+            || a.chars().count() > MAX_ATTACHMENT_LEN
+            || attachments.iter().any(|x| x == a)
+        {
             continue;
         }
         attachments.push(a.to_string());
@@ -358,11 +381,20 @@ pub(crate) async fn create_task(
     });
 
     // Name: normalized, or task_name_NNN; then the first free of name, name-2, ...
-    let base = match body.task_name.as_deref().map(normalize_task_name).filter(|n| !n.is_empty()) {
+    let base = match body
+        .task_name
+        .as_deref()
+        .map(normalize_task_name)
+        .filter(|n| !n.is_empty())
+    {
         Some(n) => n,
         None => {
             let (_, count) = store
-                .list_tasks(&TaskFilter { created_by: Some(user.id), limit: 1, ..Default::default() })
+                .list_tasks(&TaskFilter {
+                    created_by: Some(user.id),
+                    limit: 1,
+                    ..Default::default()
+                })
                 .await
                 .map_err(|e| ApiError::storage("Failed to create task", e))?;
             format!("task_name_{:03}", count + 1)
@@ -370,7 +402,11 @@ pub(crate) async fn create_task(
     };
     let mut task = None;
     for n in 1..=MAX_NAME_ATTEMPTS {
-        let name = if n == 1 { base.clone() } else { format!("{base}-{n}") };
+        let name = if n == 1 {
+            base.clone()
+        } else {
+            format!("{base}-{n}")
+        };
         let taken = store
             .task_name_exists(user.id, &name)
             .await
@@ -386,7 +422,10 @@ pub(crate) async fn create_task(
             metadata: Some(metadata.clone()),
             artifacts: attachments
                 .iter()
-                .map(|p| NewArtifact { path: p.clone(), ..Default::default() })
+                .map(|p| NewArtifact {
+                    path: p.clone(),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         };
@@ -405,14 +444,33 @@ pub(crate) async fn create_task(
     };
 
     let job_id = JobId::new();
-    let payload = job_payload(&task, job_id, &mode, &prompt, use_inference, use_sba, &model);
-    let job = match store.create_job(NewJob { id: job_id, task_id: task.id, payload }).await {
+    let payload = job_payload(
+        &task,
+        job_id,
+        &mode,
+        &prompt,
+        use_inference,
+        use_sba,
+        &model,
+    );
+    let job = match store
+        .create_job(NewJob {
+            id: job_id,
+            task_id: task.id,
+            payload,
+        })
+        .await
+    {
         Ok(job) => job,
         Err(e) => {
             if let Err(e2) = store.set_task_status(task.id, TaskStatus::Failed).await {
                 tracing::error!(task_id = %task.id, error = %e2, "could not fail a task without a job");
             }
-            let what = if use_sba { "Failed to create SBA job" } else { "Failed to create task job" };
+            let what = if use_sba {
+                "Failed to create SBA job"
+            } else {
+                "Failed to create task job"
+            };
             return Err(ApiError::storage(what, e));
         }
     };
@@ -499,17 +557,26 @@ pub(crate) async fn list_tasks(
     let Query(q) = query.map_err(|_| bad_paging())?;
     let limit = match q.limit.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => 50,
-        Some(s) => s.parse::<u32>().ok().filter(|n| (1..=200).contains(n)).ok_or_else(bad_paging)?,
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(bad_paging)?,
     };
     let parse_offset = |s: &str| s.trim().parse::<u64>().map_err(|_| bad_paging());
-    let offset = match (q.cursor.as_deref().filter(|s| !s.is_empty()), q.offset.as_deref().filter(|s| !s.is_empty())) {
+    let offset = match (
+        q.cursor.as_deref().filter(|s| !s.is_empty()),
+        q.offset.as_deref().filter(|s| !s.is_empty()),
+    ) {
         (Some(c), _) => parse_offset(c)?,
         (None, Some(o)) => parse_offset(o)?,
         (None, None) => 0,
     };
     let statuses = match q.status.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         None => Vec::new(),
-        Some(s) => vec![parse_api_status(s).ok_or_else(|| ApiError::bad_request("Invalid status"))?],
+        Some(s) => {
+            vec![parse_api_status(s).ok_or_else(|| ApiError::bad_request("Invalid status"))?]
+        }
     };
     let (rows, _) = st
         .inner
@@ -524,11 +591,19 @@ pub(crate) async fn list_tasks(
         .await
         .map_err(|e| ApiError::storage("Failed to list tasks", e))?;
     let more = rows.len() > limit as usize;
-    let tasks: Vec<TaskResponse> = rows.iter().take(limit as usize).map(task_response).collect();
+    let tasks: Vec<TaskResponse> = rows
+        .iter()
+        .take(limit as usize)
+        .map(task_response)
+        .collect();
     let next = more.then(|| offset + u64::from(limit));
     Ok(json(
         StatusCode::OK,
-        &TaskListResponse { tasks, next_offset: next, next_cursor: next.map(|n| n.to_string()) },
+        &TaskListResponse {
+            tasks,
+            next_offset: next,
+            next_cursor: next.map(|n| n.to_string()),
+        },
     ))
 }
 
@@ -589,7 +664,11 @@ pub(crate) async fn task_result(
         .collect();
     Ok(json(
         StatusCode::OK,
-        &TaskResultResponse { task_id: task.id.to_string(), status: api_status(task.status).into(), jobs },
+        &TaskResultResponse {
+            task_id: task.id.to_string(),
+            status: api_status(task.status).into(),
+            jobs,
+        },
     ))
 }
 
@@ -613,7 +692,10 @@ pub(crate) async fn cancel_task(
     let task = resolve_task(&st, &user, &id).await?;
     let store = &st.inner.store;
     let fail = |e| ApiError::storage("Failed to cancel task", e);
-    let task = store.set_task_status(task.id, TaskStatus::Canceled).await.map_err(fail)?;
+    let task = store
+        .set_task_status(task.id, TaskStatus::Canceled)
+        .await
+        .map_err(fail)?;
     let now = st.now();
     let mut canceled = Vec::new();
     for job in store.list_jobs(task.id).await.map_err(fail)? {
@@ -638,7 +720,13 @@ pub(crate) async fn cancel_task(
     {
         tracing::warn!(task_id = %task.id, error = %e, "dispatcher could not stop a canceled task's jobs");
     }
-    Ok(json(StatusCode::OK, &CancelTaskResponse { task_id: task.id.to_string(), canceled: true }))
+    Ok(json(
+        StatusCode::OK,
+        &CancelTaskResponse {
+            task_id: task.id.to_string(),
+            canceled: true,
+        },
+    ))
 }
 
 /// Standard output and error of a task's jobs, as stored.
@@ -659,7 +747,10 @@ pub(crate) async fn task_logs(
     Path(id): Path<String>,
     query: Result<Query<LogsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let stream = query.ok().and_then(|Query(q)| q.stream).unwrap_or_else(|| "all".into());
+    let stream = query
+        .ok()
+        .and_then(|Query(q)| q.stream)
+        .unwrap_or_else(|| "all".into());
     let task = resolve_task(&st, &user, &id).await?;
     let jobs = st
         .inner
@@ -683,7 +774,14 @@ pub(crate) async fn task_logs(
             stderr.push_str(s);
         }
     }
-    Ok(json(StatusCode::OK, &TaskLogsResponse { task_id: task.id.to_string(), stdout, stderr }))
+    Ok(json(
+        StatusCode::OK,
+        &TaskLogsResponse {
+            task_id: task.id.to_string(),
+            stdout,
+            stderr,
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -36,7 +36,10 @@ pub struct UserResponse {
         (status = 500, description = "`Failed to get user`", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
-pub(crate) async fn me(State(st): State<GatewayState>, user: AuthUser) -> Result<Response, ApiError> {
+pub(crate) async fn me(
+    State(st): State<GatewayState>,
+    user: AuthUser,
+) -> Result<Response, ApiError> {
     let u = st
         .inner
         .store
@@ -45,7 +48,12 @@ pub(crate) async fn me(State(st): State<GatewayState>, user: AuthUser) -> Result
         .map_err(|e| ApiError::storage("Failed to get user", e))?;
     Ok(json(
         StatusCode::OK,
-        &UserResponse { id: u.id.to_string(), handle: u.handle, email: u.email, is_active: u.is_active },
+        &UserResponse {
+            id: u.id.to_string(),
+            handle: u.handle,
+            email: u.email,
+            is_active: u.is_active,
+        },
     ))
 }
 
@@ -72,7 +80,9 @@ pub(crate) async fn revoke_sessions(
     if caller.handle != st.inner.config.admin_handle {
         return Err(ApiError::forbidden("Admin required"));
     }
-    let id: UserId = id.parse().map_err(|_| ApiError::bad_request("invalid user id"))?;
+    let id: UserId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid user id"))?;
     let store = &st.inner.store;
     let target = match store.get_user(id).await {
         Ok(u) => u,
