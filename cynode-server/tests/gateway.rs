@@ -61,3 +61,49 @@ async fn a_closed_database_is_not_ready() {
     assert_eq!(r.json()["detail"], "Database not available");
     assert!(r.headers.contains_key("retry-after"));
 }
+
+/// CORS is off unless origins are configured; then preflights from those origins pass.
+#[tokio::test]
+async fn cors_only_for_configured_origins() {
+    use axum::http::{Method, Request};
+    let preflight = || {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri("/v1/tasks")
+            .header("origin", "http://app.example")
+            .header("access-control-request-method", "POST")
+            .body(axum::body::Body::empty())
+            .expect("request")
+    };
+    let off = common::H::new(common::memory()).await;
+    let r = off.send(preflight()).await;
+    assert!(
+        !r.headers.contains_key("access-control-allow-origin"),
+        "{:?}",
+        r.headers
+    );
+    let r = off.call(Method::GET, "/healthz", None, None).await;
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+
+    let on = common::H::with_config(
+        common::memory(),
+        cynode_server::gateway::GatewayConfig {
+            cors_allowed_origins: vec!["http://app.example".into()],
+            ..common::test_config()
+        },
+    )
+    .await;
+    let r = on.send(preflight()).await;
+    assert_eq!(
+        r.headers
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("http://app.example")
+    );
+    let mut other = preflight();
+    other
+        .headers_mut()
+        .insert("origin", "http://evil.example".parse().expect("hv"));
+    let r = on.send(other).await;
+    assert!(!r.headers.contains_key("access-control-allow-origin"));
+}

@@ -97,3 +97,31 @@ impl Default for LoginRateLimit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_document_gives_the_documented_defaults() {
+        let c: GatewayConfig = serde_json::from_str("{}").expect("empty config");
+        assert_eq!(c, GatewayConfig::default());
+        assert_eq!(c.access_token_ttl_secs, 900);
+        assert_eq!(c.refresh_token_ttl_secs, 604_800);
+        assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(
+            c.login_rate_limit,
+            LoginRateLimit {
+                window_secs: 60,
+                per_ip: 60,
+                failures_per_handle_ip: 10
+            }
+        );
+        assert!(c.cors_allowed_origins.is_empty() && !c.trust_forwarded_headers);
+        let partial: GatewayConfig =
+            serde_json::from_str(r#"{"login_rate_limit": {"per_ip": 5}}"#).expect("partial");
+        assert_eq!(partial.login_rate_limit.per_ip, 5);
+        assert_eq!(partial.login_rate_limit.window_secs, 60);
+        assert!(serde_json::from_str::<GatewayConfig>(r#"{"jwt_secret": "x"}"#).is_err());
+    }
+}

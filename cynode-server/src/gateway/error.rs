@@ -174,10 +174,10 @@ impl IntoResponse for ApiError {
             tracing::debug!(status = self.status.as_u16(), detail = %self.detail, "request rejected");
         }
         let mut res = problem(self.status, &self.detail);
-        if let Some(secs) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
         }
         res
     }

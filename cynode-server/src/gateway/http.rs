@@ -54,6 +54,7 @@ pub(crate) async fn observe(mut req: Request, next: Next) -> Response {
         method = %req.method(),
         path = %req.uri().path(),
         status = tracing::field::Empty,
+        user_id = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
     let mut res = next.run(req).instrument(span.clone()).await;
