@@ -15,6 +15,7 @@
 //! This crate knows nothing of the scheduler, sandbox, egress or server crates; they
 //! depend on it, never the other way round.
 
+pub mod auth;
 pub mod error;
 pub mod ids;
 pub mod model;

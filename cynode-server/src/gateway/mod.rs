@@ -1,0 +1,177 @@
+//! The user API gateway: accounts, authentication and tasks, as one `axum::Router`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use cynode_core::auth::{JwtKey, JwtKeys};
+//! use cynode_server::gateway::{router, GatewayState};
+//!
+//! let store = cynode_core::store::open(&cynode_core::store::StoreConfig::Memory).await?;
+//! cynode_core::auth::bootstrap_admin(store.as_ref(), "admin", "admin123").await?;
+//! let keys = JwtKeys::new(JwtKey::new("k1", b"change-me".to_vec()));
+//! let app = router(GatewayState::new(store, keys));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:12080").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Layers, outermost first: request id and tracing span (`X-Request-Id` kept when
+//! sane, else generated; echoed on every response), panic → `500` Problem Details,
+//! body-size limit (`413` Problem Details), timeout (`504` Problem Details), CORS (only
+//! when origins are configured). `/v1` routes other than login and refresh sit behind
+//! the access-token layer. Serve with `into_make_service_with_connect_info` so login
+//! limits and audit records see client addresses.
+//!
+//! Deliberate differences from the reference gateway: an over-size body is `413` (not
+//! `400`); the task `status` filter is applied in the query (pages are full); an
+//! unknown `status` filter is `400` `Invalid status`; a `project_id` naming no project
+//! is `400` `Invalid project_id`; logout ends only the caller's own session; a reused
+//! refresh token revokes all of the user's sessions; login is also limited per
+//! (handle, address) failures; `expires_in` is the configured access lifetime.
+
+mod auth;
+mod config;
+mod error;
+mod health;
+mod http;
+mod ratelimit;
+mod state;
+mod tasks;
+mod users;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use auth::{AuthUser, LoginRequest, RefreshRequest, TokenResponse};
+pub use config::{GatewayConfig, LoginRateLimit};
+pub use error::{ApiError, ProblemDetails};
+pub use http::{RequestId, X_REQUEST_ID};
+pub use state::{
+    Clock, GatewayState, GatewayStateBuilder, ManualClock, QueueOnlyDispatcher, ReadinessCheck,
+    SystemClock, TaskDispatcher,
+};
+pub use tasks::{
+    CancelTaskResponse, CreateTaskRequest, JobResultResponse, TaskListResponse, TaskLogsResponse,
+    TaskResponse, TaskResultResponse,
+};
+pub use users::UserResponse;
+
+/// Path the OpenAPI document is served at.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users and tasks."),
+    modifiers(&BearerAuth),
+    components(schemas(ProblemDetails)),
+    tags(
+        (name = "probes", description = "Health and readiness"),
+        (name = "auth", description = "Login, refresh, logout"),
+        (name = "users", description = "Accounts"),
+        (name = "tasks", description = "Tasks"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+fn routes(state: &GatewayState) -> OpenApiRouter<GatewayState> {
+    let public = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh));
+    let protected = OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(users::me))
+        .routes(routes!(users::revoke_sessions))
+        .routes(routes!(tasks::create_task, tasks::list_tasks))
+        .routes(routes!(tasks::get_task))
+        .routes(routes!(tasks::task_result))
+        .routes(routes!(tasks::cancel_task))
+        .routes(routes!(tasks::task_logs))
+        .route_layer(from_fn_with_state(
+            state.clone(),
+            auth::require_access_token,
+        ));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(public)
+        .merge(protected)
+}
+
+/// The OpenAPI document of every gateway route (also served at [`OPENAPI_PATH`]).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let keys =
+        cynode_core::auth::JwtKeys::new(cynode_core::auth::JwtKey::new("openapi", Vec::new()));
+    let state = GatewayState::new(
+        std::sync::Arc::new(cynode_core::store::MemoryStore::new()),
+        keys,
+    );
+    routes(&state).split_for_parts().1
+}
+
+/// The gateway router with all its layers, ready to serve or to test with
+/// `tower::ServiceExt::oneshot`.
+pub fn router(state: GatewayState) -> Router {
+    let (api, doc) = routes(&state).split_for_parts();
+    let doc_json = doc.to_json().unwrap_or_else(|_| "{}".into());
+    let cors = &state.inner.config.cors_allowed_origins;
+    let cors = (!cors.is_empty()).then(|| {
+        let origins = cors
+            .iter()
+            .filter_map(|o| o.parse().ok())
+            .collect::<Vec<_>>();
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods(tower_http::cors::Any)
+            .allow_headers(tower_http::cors::Any)
+    });
+    let max_body = state.inner.config.max_body_bytes;
+    api.route(
+        OPENAPI_PATH,
+        axum::routing::get(move || {
+            let body = doc_json.clone();
+            async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+            }
+        }),
+    )
+    .fallback(http::not_found)
+    .method_not_allowed_fallback(http::method_not_allowed)
+    .layer(
+        ServiceBuilder::new()
+            .layer(from_fn(http::observe))
+            .layer(CatchPanicLayer::custom(http::panic_response))
+            .layer(from_fn_with_state(state.clone(), http::limit_body))
+            .layer(DefaultBodyLimit::max(max_body))
+            .layer(from_fn_with_state(state.clone(), http::timeout))
+            .option_layer(cors),
+    )
+    .with_state(state)
+}
