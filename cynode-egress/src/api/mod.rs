@@ -1,0 +1,1 @@
+//! API egress service (in progress).
