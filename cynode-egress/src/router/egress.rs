@@ -163,7 +163,7 @@ impl EgressProvider {
 }
 
 /// Reads a chat result as the egress service returns it.
-pub(crate) fn parse_chat_result(
+fn parse_chat_result(
     provider: &str,
     req_model: &str,
     v: &Value,

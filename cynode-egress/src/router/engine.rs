@@ -328,6 +328,9 @@ impl Router {
 
     fn views(&self) -> Vec<TargetView> {
         let now = self.now_ms();
+        let healthy = |t: &Target| t.stats.unhealthy_until_ms.load(Ordering::Relaxed) <= now;
+        // When every target is cooling down, ignore health rather than refuse everything.
+        let all_down = self.targets.iter().all(|t| !healthy(t));
         self.targets
             .iter()
             .map(|t| TargetView {
@@ -335,7 +338,7 @@ impl Router {
                 location: t.location,
                 capabilities: t.capabilities.clone(),
                 pricing: t.pricing,
-                healthy: t.stats.unhealthy_until_ms.load(Ordering::Relaxed) <= now,
+                healthy: all_down || healthy(t),
                 queue_depth: t
                     .stats
                     .in_flight

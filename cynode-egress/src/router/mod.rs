@@ -50,6 +50,5 @@ pub use types::{
     ChatDelta, ChatRequest, ChatResponse, ChatStream, Message, ModelInfo, Role, Usage,
 };
 
-pub(crate) use egress::parse_chat_result;
 pub(crate) use http::scrub_key_like;
 pub(crate) use openai_compat::map_error;

@@ -380,7 +380,7 @@ pub fn decide(
         {
             return false;
         }
-        if !allowed.iter().any(|a| *a == t.name) {
+        if !allowed.contains(&t.name) {
             return false;
         }
         if let Some(creds) = &opts.credentialed_providers
