@@ -81,7 +81,11 @@ pub(crate) fn secret_header(
     secret: &Secret,
     provider: &str,
 ) -> Result<(HeaderName, HeaderValue), RouterError> {
-    let mut v = HeaderValue::from_str(&format!("{prefix}{}", secret.expose())).map_err(|_| {
+    let mut text =
+        zeroize::Zeroizing::new(String::with_capacity(prefix.len() + secret.expose().len()));
+    text.push_str(prefix);
+    text.push_str(secret.expose());
+    let mut v = HeaderValue::from_str(&text).map_err(|_| {
         RouterError::Config(format!(
             "credential for {provider} is not a valid header value"
         ))
