@@ -12,7 +12,8 @@
 //! 3. Prints both side by side and the ratio. Goal: p99 added < 1 ms.
 //!
 //! Environment (all optional): `BENCH_K` (2000), `BENCH_W` (200), `BENCH_ROUNDS` (3),
-//! `BENCH_SKIP_LITELLM=1`, `CYNODE_PEERS_DIR` (default: the first `shared/peers` found
+//! `BENCH_SKIP_LITELLM=1`, `BENCH_RUNTIME` (`multi` (default) or `current`: the tokio
+//! runtime flavour of the router front), `CYNODE_PEERS_DIR` (default: the first `shared/peers` found
 //! above the workspace root).
 
 use std::{
@@ -150,6 +151,14 @@ fn litellm(peers: &Path, k: u32, w: u32) -> Option<(f64, f64, String)> {
     Some((field("added_p50_ms")?, field("added_p99_ms")?, line.clone()))
 }
 
+/// The 1-minute load average, to judge how quiet the machine was.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -161,6 +170,7 @@ fn main() {
     let rounds = env_or("BENCH_ROUNDS", 3).max(1);
     let peers = peers_dir();
     eprintln!("[router bench] peers: {}", peers.display());
+    let load_before = loadavg();
 
     // 1. LiteLLM (also installs the venv whose python we reuse below).
     let lite = if std::env::var("BENCH_SKIP_LITELLM").is_ok_and(|v| v == "1") {
@@ -201,17 +211,26 @@ fn main() {
     }))
     .expect("router config");
     let front_port = free_port();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.spawn(async move {
-        let router = Arc::new(Router::from_config(&config).expect("router"));
-        let app = openai_compat_router(router, RouteOptions::default());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", front_port))
-            .await
-            .expect("bind front");
-        axum::serve(listener, app).await.expect("serve");
+    let runtime = std::env::var("BENCH_RUNTIME").unwrap_or_else(|_| "multi".into());
+    let rt = match runtime.as_str() {
+        "current" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .expect("tokio runtime");
+    eprintln!("[router bench] router front on a {runtime}-thread tokio runtime");
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let router = Arc::new(Router::from_config(&config).expect("router"));
+            let app = openai_compat_router(router, RouteOptions::default());
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", front_port))
+                .await
+                .expect("bind front");
+            axum::serve(listener, app).await.expect("serve");
+        })
     });
     assert!(
         wait_http(front_port, "/v1/models"),
@@ -240,6 +259,10 @@ fn main() {
 
     // 3. Side by side.
     println!();
+    println!(
+        "machine load average (1 min): {load_before} at start, {} at end",
+        loadavg()
+    );
     println!(
         "router added latency over mock-openai.py ({k} sequential chat completions on one keep-alive connection, {w} warm-up)"
     );
