@@ -11,6 +11,12 @@
 //!    the front, and subtracts. Repeated for R rounds; the median round is reported.
 //! 3. Prints both side by side and the ratio. Goal: p99 added < 1 ms.
 //!
+//! p99 figures are only meaningful on a quiet machine: with background load (e.g. other
+//! builds on 2 cores) scheduler delays of 5–10 ms swamp both the direct and the
+//! proxied runs. On a busy machine run the built binary (as root) under a real-time
+//! policy so every measured process (clients, mocks, LiteLLM, the router) is isolated
+//! alike: `chrt -f 10 target/release/deps/router-<hash>`.
+//!
 //! Environment (all optional): `BENCH_K` (2000), `BENCH_W` (200), `BENCH_ROUNDS` (3),
 //! `BENCH_SKIP_LITELLM=1`, `BENCH_RUNTIME` (`multi` (default) or `current`: the tokio
 //! runtime flavour of the router front), `CYNODE_PEERS_DIR` (default: the first `shared/peers` found
