@@ -62,18 +62,27 @@ pub(crate) fn now() -> Timestamp {
 
 impl Inner {
     fn user(&self, id: UserId) -> Result<&User> {
-        self.users.get(&id).ok_or_else(|| Error::not_found("user", id))
+        self.users
+            .get(&id)
+            .ok_or_else(|| Error::not_found("user", id))
     }
     fn task_mut(&mut self, id: TaskId) -> Result<&mut Task> {
-        self.tasks.get_mut(&id).ok_or_else(|| Error::not_found("task", id))
+        self.tasks
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("task", id))
     }
     fn node_mut(&mut self, id: NodeId) -> Result<&mut Node> {
-        self.nodes.get_mut(&id).ok_or_else(|| Error::not_found("node", id))
+        self.nodes
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("node", id))
     }
     fn insert_project(&mut self, new: NewProject) -> Result<Project> {
         validate::text("project slug", &new.slug, 255)?;
         if self.projects.values().any(|p| p.slug == new.slug) {
-            return Err(Error::conflict(format!("project slug '{}' already exists", new.slug)));
+            return Err(Error::conflict(format!(
+                "project slug '{}' already exists",
+                new.slug
+            )));
         }
         let t = now();
         let p = Project {
@@ -121,7 +130,13 @@ impl Inner {
         Ok(user)
     }
     fn insert_session(&mut self, new: NewRefreshSession) -> Result<RefreshSession> {
-        self.user(new.user_id)?;
+        // The user is a reference of the new row: a dangling one is invalid input.
+        if !self.users.contains_key(&new.user_id) {
+            return Err(Error::invalid(format!(
+                "user {} does not exist",
+                new.user_id
+            )));
+        }
         let t = now();
         let s = RefreshSession {
             id: SessionId::new(),
@@ -139,7 +154,10 @@ impl Inner {
     }
     fn upsert_artifact(&mut self, task_id: TaskId, new: NewArtifact) -> Artifact {
         let t = now();
-        if let Some(a) = self.artifacts.iter_mut().find(|a| a.task_id == task_id && a.path == new.path)
+        if let Some(a) = self
+            .artifacts
+            .iter_mut()
+            .find(|a| a.task_id == task_id && a.path == new.path)
         {
             a.storage_ref = new.storage_ref;
             a.size_bytes = new.size_bytes;
@@ -176,10 +194,17 @@ impl UserStore for MemoryStore {
 
     async fn ensure_system_user(&self) -> Result<User> {
         let mut g = self.lock();
-        if let Some(u) = g.users.values().find(|u| u.handle == validate::SYSTEM_HANDLE) {
+        if let Some(u) = g
+            .users
+            .values()
+            .find(|u| u.handle == validate::SYSTEM_HANDLE)
+        {
             return Ok(u.clone());
         }
-        g.insert_user(NewUser { handle: validate::SYSTEM_HANDLE.into(), ..Default::default() })
+        g.insert_user(NewUser {
+            handle: validate::SYSTEM_HANDLE.into(),
+            ..Default::default()
+        })
     }
 
     async fn get_user(&self, id: UserId) -> Result<User> {
@@ -188,7 +213,11 @@ impl UserStore for MemoryStore {
 
     async fn get_user_by_handle(&self, handle: &str) -> Result<User> {
         let g = self.lock();
-        g.users.values().find(|u| u.handle == handle).cloned().ok_or_else(|| Error::not_found("user", handle))
+        g.users
+            .values()
+            .find(|u| u.handle == handle)
+            .cloned()
+            .ok_or_else(|| Error::not_found("user", handle))
     }
 
     async fn list_users(&self) -> Result<Vec<User>> {
@@ -199,7 +228,10 @@ impl UserStore for MemoryStore {
 
     async fn set_user_active(&self, id: UserId, active: bool) -> Result<User> {
         let mut g = self.lock();
-        let u = g.users.get_mut(&id).ok_or_else(|| Error::not_found("user", id))?;
+        let u = g
+            .users
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("user", id))?;
         u.is_active = active;
         u.updated_at = now();
         Ok(u.clone())
@@ -221,8 +253,14 @@ impl UserStore for MemoryStore {
     async fn default_project(&self, id: UserId) -> Result<Project> {
         let g = self.lock();
         g.user(id)?;
-        let pid = g.default_projects.get(&id).ok_or_else(|| Error::not_found("default project of user", id))?;
-        g.projects.get(pid).cloned().ok_or_else(|| Error::not_found("project", pid))
+        let pid = g
+            .default_projects
+            .get(&id)
+            .ok_or_else(|| Error::not_found("default project of user", id))?;
+        g.projects
+            .get(pid)
+            .cloned()
+            .ok_or_else(|| Error::not_found("project", pid))
     }
 
     async fn create_project(&self, new: NewProject) -> Result<Project> {
@@ -231,12 +269,20 @@ impl UserStore for MemoryStore {
     }
 
     async fn get_project(&self, id: ProjectId) -> Result<Project> {
-        self.lock().projects.get(&id).cloned().ok_or_else(|| Error::not_found("project", id))
+        self.lock()
+            .projects
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("project", id))
     }
 
     async fn get_project_by_slug(&self, slug: &str) -> Result<Project> {
         let g = self.lock();
-        g.projects.values().find(|p| p.slug == slug).cloned().ok_or_else(|| Error::not_found("project", slug))
+        g.projects
+            .values()
+            .find(|p| p.slug == slug)
+            .cloned()
+            .ok_or_else(|| Error::not_found("project", slug))
     }
 
     async fn list_projects(&self) -> Result<Vec<Project>> {
@@ -262,7 +308,11 @@ impl UserStore for MemoryStore {
     }
 
     async fn get_session(&self, id: SessionId) -> Result<RefreshSession> {
-        self.lock().sessions.get(&id).cloned().ok_or_else(|| Error::not_found("session", id))
+        self.lock()
+            .sessions
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("session", id))
     }
 
     async fn rotate_session(
@@ -272,12 +322,17 @@ impl UserStore for MemoryStore {
         at: Timestamp,
     ) -> Result<RefreshSession> {
         let mut g = self.lock();
-        let s = g.sessions.get(&old).ok_or_else(|| Error::not_found("session", old))?;
+        let s = g
+            .sessions
+            .get(&old)
+            .ok_or_else(|| Error::not_found("session", old))?;
         if !s.is_active || s.expires_at <= at {
             return Err(Error::conflict("refresh session is no longer active"));
         }
         if s.user_id != new.user_id {
-            return Err(Error::invalid("a rotated session must belong to the same user"));
+            return Err(Error::invalid(
+                "a rotated session must belong to the same user",
+            ));
         }
         let created = g.insert_session(new)?;
         if let Some(s) = g.sessions.get_mut(&old) {
@@ -290,7 +345,10 @@ impl UserStore for MemoryStore {
 
     async fn revoke_session(&self, id: SessionId) -> Result<()> {
         let mut g = self.lock();
-        let s = g.sessions.get_mut(&id).ok_or_else(|| Error::not_found("session", id))?;
+        let s = g
+            .sessions
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("session", id))?;
         if s.is_active {
             s.is_active = false;
             s.updated_at = now();
@@ -303,7 +361,11 @@ impl UserStore for MemoryStore {
         g.user(user_id)?;
         let t = now();
         let mut n = 0;
-        for s in g.sessions.values_mut().filter(|s| s.user_id == user_id && s.is_active) {
+        for s in g
+            .sessions
+            .values_mut()
+            .filter(|s| s.user_id == user_id && s.is_active)
+        {
             s.is_active = false;
             s.updated_at = t;
             n += 1;
@@ -318,9 +380,17 @@ impl TaskStore for MemoryStore {
         validate::new_task(&new)?;
         let mut g = self.lock();
         if let Some(u) = new.created_by {
-            g.user(u)?;
-            if g.tasks.values().any(|t| t.created_by == Some(u) && t.name == new.name) {
-                return Err(Error::conflict(format!("a task named '{}' already exists", new.name)));
+            if !g.users.contains_key(&u) {
+                return Err(Error::invalid(format!("user {u} does not exist")));
+            }
+            if g.tasks
+                .values()
+                .any(|t| t.created_by == Some(u) && t.name == new.name)
+            {
+                return Err(Error::conflict(format!(
+                    "a task named '{}' already exists",
+                    new.name
+                )));
             }
         }
         if let Some(p) = new.project_id
@@ -330,7 +400,9 @@ impl TaskStore for MemoryStore {
         }
         for d in &new.depends_on {
             if !g.tasks.contains_key(d) {
-                return Err(Error::invalid(format!("dependency task {d} does not exist")));
+                return Err(Error::invalid(format!(
+                    "dependency task {d} does not exist"
+                )));
             }
         }
         let t = now();
@@ -362,7 +434,11 @@ impl TaskStore for MemoryStore {
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Task> {
-        self.lock().tasks.get(&id).cloned().ok_or_else(|| Error::not_found("task", id))
+        self.lock()
+            .tasks
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("task", id))
     }
 
     async fn get_task_by_name(&self, created_by: UserId, name: &str) -> Result<Task> {
@@ -395,7 +471,11 @@ impl TaskStore for MemoryStore {
     }
 
     async fn task_name_exists(&self, created_by: UserId, name: &str) -> Result<bool> {
-        Ok(self.lock().tasks.values().any(|t| t.created_by == Some(created_by) && t.name == name))
+        Ok(self
+            .lock()
+            .tasks
+            .values()
+            .any(|t| t.created_by == Some(created_by) && t.name == name))
     }
 
     async fn set_task_status(&self, id: TaskId, status: TaskStatus) -> Result<Task> {
@@ -422,7 +502,12 @@ impl TaskStore for MemoryStore {
         if !g.tasks.contains_key(&id) {
             return Err(Error::not_found("task", id));
         }
-        let mut v: Vec<TaskId> = g.deps.iter().filter(|(t, _)| *t == id).map(|(_, d)| *d).collect();
+        let mut v: Vec<TaskId> = g
+            .deps
+            .iter()
+            .filter(|(t, _)| *t == id)
+            .map(|(_, d)| *d)
+            .collect();
         v.sort();
         Ok(v)
     }
@@ -430,7 +515,10 @@ impl TaskStore for MemoryStore {
     async fn create_job(&self, new: NewJob) -> Result<Job> {
         let mut g = self.lock();
         if !g.tasks.contains_key(&new.task_id) {
-            return Err(Error::invalid(format!("task {} does not exist", new.task_id)));
+            return Err(Error::invalid(format!(
+                "task {} does not exist",
+                new.task_id
+            )));
         }
         if g.jobs.contains_key(&new.id) {
             return Err(Error::conflict(format!("job {} already exists", new.id)));
@@ -455,7 +543,11 @@ impl TaskStore for MemoryStore {
     }
 
     async fn get_job(&self, id: JobId) -> Result<Job> {
-        self.lock().jobs.get(&id).cloned().ok_or_else(|| Error::not_found("job", id))
+        self.lock()
+            .jobs
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("job", id))
     }
 
     async fn list_jobs(&self, task_id: TaskId) -> Result<Vec<Job>> {
@@ -463,7 +555,12 @@ impl TaskStore for MemoryStore {
         if !g.tasks.contains_key(&task_id) {
             return Err(Error::not_found("task", task_id));
         }
-        let mut v: Vec<Job> = g.jobs.values().filter(|j| j.task_id == task_id).cloned().collect();
+        let mut v: Vec<Job> = g
+            .jobs
+            .values()
+            .filter(|j| j.task_id == task_id)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
         Ok(v)
     }
@@ -475,7 +572,10 @@ impl TaskStore for MemoryStore {
         {
             return Err(Error::invalid(format!("node {n} does not exist")));
         }
-        let j = g.jobs.get_mut(&id).ok_or_else(|| Error::not_found("job", id))?;
+        let j = g
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("job", id))?;
         if let Some(s) = u.status {
             if j.status.is_terminal() && s != j.status {
                 return Err(Error::conflict(format!("job {id} is already {}", j.status)));
@@ -516,7 +616,12 @@ impl TaskStore for MemoryStore {
         if !g.tasks.contains_key(&task_id) {
             return Err(Error::not_found("task", task_id));
         }
-        let mut v: Vec<Artifact> = g.artifacts.iter().filter(|a| a.task_id == task_id).cloned().collect();
+        let mut v: Vec<Artifact> = g
+            .artifacts
+            .iter()
+            .filter(|a| a.task_id == task_id)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(v)
     }
@@ -553,12 +658,20 @@ impl NodeStore for MemoryStore {
     }
 
     async fn get_node(&self, id: NodeId) -> Result<Node> {
-        self.lock().nodes.get(&id).cloned().ok_or_else(|| Error::not_found("node", id))
+        self.lock()
+            .nodes
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("node", id))
     }
 
     async fn get_node_by_slug(&self, slug: &str) -> Result<Node> {
         let g = self.lock();
-        g.nodes.values().find(|n| n.node_slug == slug).cloned().ok_or_else(|| Error::not_found("node", slug))
+        g.nodes
+            .values()
+            .find(|n| n.node_slug == slug)
+            .cloned()
+            .ok_or_else(|| Error::not_found("node", slug))
     }
 
     async fn list_nodes(&self) -> Result<Vec<Node>> {
@@ -609,7 +722,11 @@ impl NodeStore for MemoryStore {
         n.capability_hash = Some(hash);
         n.last_capability_at = Some(at);
         n.updated_at = now();
-        let c = CapabilitySnapshot { node_id: id, reported_at: at, snapshot };
+        let c = CapabilitySnapshot {
+            node_id: id,
+            reported_at: at,
+            snapshot,
+        };
         g.capabilities.push(c.clone());
         Ok(c)
     }
@@ -619,7 +736,11 @@ impl NodeStore for MemoryStore {
         if !g.nodes.contains_key(&id) {
             return Err(Error::not_found("node", id));
         }
-        Ok(g.capabilities.iter().filter(|c| c.node_id == id).max_by_key(|c| c.reported_at).cloned())
+        Ok(g.capabilities
+            .iter()
+            .filter(|c| c.node_id == id)
+            .max_by_key(|c| c.reported_at)
+            .cloned())
     }
 }
 
@@ -641,8 +762,12 @@ impl PreferenceStore for MemoryStore {
 
     async fn list_preferences(&self, scope: Scope, prefix: &str) -> Result<Vec<PreferenceEntry>> {
         let g = self.lock();
-        let mut v: Vec<PreferenceEntry> =
-            g.prefs.iter().filter(|p| p.scope == scope && p.key.starts_with(prefix)).cloned().collect();
+        let mut v: Vec<PreferenceEntry> = g
+            .prefs
+            .iter()
+            .filter(|p| p.scope == scope && p.key.starts_with(prefix))
+            .cloned()
+            .collect();
         v.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(v)
     }
@@ -658,7 +783,11 @@ impl PreferenceStore for MemoryStore {
         validate::text("preference key", key, 255)?;
         let mut g = self.lock();
         let t = now();
-        match g.prefs.iter_mut().find(|p| p.scope == scope && p.key == key) {
+        match g
+            .prefs
+            .iter_mut()
+            .find(|p| p.scope == scope && p.key == key)
+        {
             Some(p) => {
                 if let Some(v) = expected_version
                     && v != p.version
@@ -679,7 +808,9 @@ impl PreferenceStore for MemoryStore {
                 if let Some(v) = expected_version
                     && v != 0
                 {
-                    return Err(Error::conflict(format!("preference '{key}' does not exist (expected version {v})")));
+                    return Err(Error::conflict(format!(
+                        "preference '{key}' does not exist (expected version {v})"
+                    )));
                 }
                 let p = PreferenceEntry {
                     id: PreferenceId::new(),
@@ -739,18 +870,34 @@ impl ChatStore for MemoryStore {
             return Err(Error::invalid(format!("project {p} does not exist")));
         }
         let t = now();
-        let th = ChatThread { id: ThreadId::new(), user_id, project_id, title, created_at: t, updated_at: t };
+        let th = ChatThread {
+            id: ThreadId::new(),
+            user_id,
+            project_id,
+            title,
+            created_at: t,
+            updated_at: t,
+        };
         g.threads.insert(th.id, th.clone());
         Ok(th)
     }
 
     async fn get_thread(&self, id: ThreadId) -> Result<ChatThread> {
-        self.lock().threads.get(&id).cloned().ok_or_else(|| Error::not_found("thread", id))
+        self.lock()
+            .threads
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("thread", id))
     }
 
     async fn list_threads(&self, user_id: UserId, limit: u32) -> Result<Vec<ChatThread>> {
         let g = self.lock();
-        let mut v: Vec<ChatThread> = g.threads.values().filter(|t| t.user_id == user_id).cloned().collect();
+        let mut v: Vec<ChatThread> = g
+            .threads
+            .values()
+            .filter(|t| t.user_id == user_id)
+            .cloned()
+            .collect();
         v.sort_by(|a, b| b.updated_at.cmp(&a.updated_at).then(b.id.cmp(&a.id)));
         v.truncate(validate::limit(limit) as usize);
         Ok(v)
@@ -765,9 +912,19 @@ impl ChatStore for MemoryStore {
     ) -> Result<ChatMessage> {
         let mut g = self.lock();
         let t = now();
-        let th = g.threads.get_mut(&thread_id).ok_or_else(|| Error::not_found("thread", thread_id))?;
+        let th = g
+            .threads
+            .get_mut(&thread_id)
+            .ok_or_else(|| Error::not_found("thread", thread_id))?;
         th.updated_at = t;
-        let m = ChatMessage { id: MessageId::new(), thread_id, role, content, metadata, created_at: t };
+        let m = ChatMessage {
+            id: MessageId::new(),
+            thread_id,
+            role,
+            content,
+            metadata,
+            created_at: t,
+        };
         g.messages.push(m.clone());
         Ok(m)
     }
@@ -778,7 +935,11 @@ impl ChatStore for MemoryStore {
             return Err(Error::not_found("thread", thread_id));
         }
         // Insertion order is creation order; keep it stable for equal timestamps.
-        Ok(g.messages.iter().filter(|m| m.thread_id == thread_id).cloned().collect())
+        Ok(g.messages
+            .iter()
+            .filter(|m| m.thread_id == thread_id)
+            .cloned()
+            .collect())
     }
 }
 
@@ -846,10 +1007,18 @@ impl CredentialStore for MemoryStore {
     }
 
     async fn get_credential(&self, id: CredentialId) -> Result<ApiCredential> {
-        self.lock().credentials.get(&id).cloned().ok_or_else(|| Error::not_found("credential", id))
+        self.lock()
+            .credentials
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("credential", id))
     }
 
-    async fn list_credentials(&self, owner_type: &str, owner_id: uuid::Uuid) -> Result<Vec<ApiCredential>> {
+    async fn list_credentials(
+        &self,
+        owner_type: &str,
+        owner_id: uuid::Uuid,
+    ) -> Result<Vec<ApiCredential>> {
         let g = self.lock();
         let mut v: Vec<ApiCredential> = g
             .credentials
@@ -857,7 +1026,11 @@ impl CredentialStore for MemoryStore {
             .filter(|c| c.owner_type == owner_type && c.owner_id == owner_id)
             .cloned()
             .collect();
-        v.sort_by(|a, b| a.provider.cmp(&b.provider).then(a.credential_name.cmp(&b.credential_name)));
+        v.sort_by(|a, b| {
+            a.provider
+                .cmp(&b.provider)
+                .then(a.credential_name.cmp(&b.credential_name))
+        });
         Ok(v)
     }
 
@@ -873,7 +1046,9 @@ impl CredentialStore for MemoryStore {
         let mut v: Vec<ApiCredential> = g
             .credentials
             .values()
-            .filter(|c| c.owner_type == owner_type && c.owner_id == owner_id && c.provider == provider)
+            .filter(|c| {
+                c.owner_type == owner_type && c.owner_id == owner_id && c.provider == provider
+            })
             .filter(|c| c.is_usable(at))
             .cloned()
             .collect();
@@ -883,14 +1058,21 @@ impl CredentialStore for MemoryStore {
 
     async fn set_credential_active(&self, id: CredentialId, active: bool) -> Result<ApiCredential> {
         let mut g = self.lock();
-        let c = g.credentials.get_mut(&id).ok_or_else(|| Error::not_found("credential", id))?;
+        let c = g
+            .credentials
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("credential", id))?;
         c.is_active = active;
         c.updated_at = now();
         Ok(c.clone())
     }
 
     async fn delete_credential(&self, id: CredentialId) -> Result<()> {
-        self.lock().credentials.remove(&id).map(|_| ()).ok_or_else(|| Error::not_found("credential", id))
+        self.lock()
+            .credentials
+            .remove(&id)
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found("credential", id))
     }
 }
 
@@ -903,7 +1085,10 @@ impl VectorStore for MemoryStore {
         let mut g = self.lock();
         for i in &items {
             if !g.projects.contains_key(&i.project_id) {
-                return Err(Error::invalid(format!("project {} does not exist", i.project_id)));
+                return Err(Error::invalid(format!(
+                    "project {} does not exist",
+                    i.project_id
+                )));
             }
             if let Some(t) = i.task_id
                 && !g.tasks.contains_key(&t)
@@ -943,19 +1128,37 @@ impl VectorStore for MemoryStore {
             .iter()
             .filter(|v| q.project_ids.contains(&v.project_id))
             .filter(|v| q.namespaces.contains(&v.namespace))
-            .filter(|v| v.sensitivity.is_none_or(|s| s.rank() <= q.max_sensitivity.rank()))
-            .filter(|v| v.embedding_model == q.embedding_model && v.embedding.len() == q.embedding.len())
-            .map(|v| VectorHit { distance: cosine_distance(&v.embedding, &q.embedding), item: v.clone() })
+            .filter(|v| {
+                v.sensitivity
+                    .is_none_or(|s| s.rank() <= q.max_sensitivity.rank())
+            })
+            .filter(|v| {
+                v.embedding_model == q.embedding_model && v.embedding.len() == q.embedding.len()
+            })
+            .map(|v| VectorHit {
+                distance: cosine_distance(&v.embedding, &q.embedding),
+                item: v.clone(),
+            })
             .collect();
-        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.item.id.cmp(&b.item.id)));
+        hits.sort_by(|a, b| {
+            a.distance
+                .total_cmp(&b.distance)
+                .then(a.item.id.cmp(&b.item.id))
+        });
         hits.truncate(q.k as usize);
         Ok(hits)
     }
 
-    async fn delete_vectors_by_source(&self, project_id: ProjectId, source_ref: &str) -> Result<u64> {
+    async fn delete_vectors_by_source(
+        &self,
+        project_id: ProjectId,
+        source_ref: &str,
+    ) -> Result<u64> {
         let mut g = self.lock();
         let before = g.vectors.len();
-        g.vectors.retain(|v| !(v.project_id == project_id && v.source_ref.as_deref() == Some(source_ref)));
+        g.vectors.retain(|v| {
+            !(v.project_id == project_id && v.source_ref.as_deref() == Some(source_ref))
+        });
         Ok((before - g.vectors.len()) as u64)
     }
 }
@@ -969,4 +1172,3 @@ impl StoreAdmin for MemoryStore {
         Ok(())
     }
 }
-
