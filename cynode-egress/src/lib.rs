@@ -5,4 +5,13 @@
 //! the API egress service that holds provider keys so they never enter a sandbox, and
 //! the deterministic sanitizer that cleans fetched web content before agents see it.
 //!
-//! Work in progress.
+//! - [`router`]: providers, routing (local vs external), fallbacks, timeouts.
+//! - [`api`]: the API egress service (`POST /v1/call`) as an embeddable axum router.
+//! - [`crypto`]: [`Secret`] and the credential cipher (keys encrypted at rest).
+
+pub mod api;
+pub mod crypto;
+pub mod router;
+
+pub use crypto::{CredentialCipher, Secret};
+pub use router::{ModelProvider, ProviderConfig, Router, RouterError};
