@@ -6,3 +6,7 @@
 //! the deterministic sanitizer that cleans fetched web content before agents see it.
 //!
 //! Work in progress.
+
+pub mod sanitize;
+
+pub use sanitize::{ContentKind, ExtractMode, SanitizeRules, Sanitized, Sanitizer};
