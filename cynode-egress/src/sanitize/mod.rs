@@ -37,7 +37,7 @@ mod tags;
 
 use std::sync::Arc;
 
-use regex::Regex;
+use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
 pub use error::SanitizeError;
@@ -183,10 +183,13 @@ impl Sanitizer {
         };
         let sa = &rules.sanitization;
         for p in &sa.denylist_line_patterns {
-            Regex::new(p).map_err(|source| SanitizeError::InvalidPattern {
-                pattern: p.clone(),
-                source,
-            })?;
+            regex::bytes::RegexBuilder::new(p)
+                .unicode(false)
+                .build()
+                .map_err(|source| SanitizeError::InvalidPattern {
+                    pattern: p.clone(),
+                    source,
+                })?;
         }
         let lines = if sa.denylist_line_patterns.is_empty() {
             None
@@ -197,8 +200,9 @@ impl Sanitizer {
                 .map(|p| format!("(?:{p})"))
                 .collect::<Vec<_>>()
                 .join("|");
-            let re = regex::RegexBuilder::new(&joined)
+            let re = regex::bytes::RegexBuilder::new(&joined)
                 .multi_line(true)
+                .unicode(false)
                 .size_limit(64 << 20)
                 .build()
                 .map_err(|source| SanitizeError::InvalidPattern {
@@ -275,7 +279,7 @@ impl Sanitizer {
         let truncated = post::truncate(&mut out, cap, &sa.truncation_marker);
 
         let title = doc.title.as_deref().and_then(|t| {
-            if c.lines.as_ref().is_some_and(|re| re.is_match(t)) {
+            if c.lines.as_ref().is_some_and(|re| re.is_match(t.as_bytes())) {
                 lines += 1;
                 return None;
             }

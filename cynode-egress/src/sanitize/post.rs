@@ -1,7 +1,7 @@
 //! Steps 5–8 on the extracted text: denylisted sections, denylisted lines, the leak
 //! filter and truncation.
 
-use regex::Regex;
+use regex::bytes::Regex;
 
 /// Section-marker state.
 enum Section<'m> {
@@ -64,7 +64,7 @@ pub(crate) fn mark_lines(
     }
     let mut dropped = 0u32;
     if let Some(re) = lines {
-        for m in re.find_iter(text) {
+        for m in re.find_iter(text.as_bytes()) {
             if m.is_empty() {
                 continue;
             }

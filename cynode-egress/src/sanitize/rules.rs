@@ -104,7 +104,10 @@ pub struct SanitizationRules {
     pub max_output_chars: usize,
     /// A line matching any of these regexes is dropped. Patterns are matched against
     /// the whole text with multi-line mode on, so `\s+` also spans a line break
-    /// (an injection split over two lines drops both).
+    /// (an injection split over two lines drops both). Matching uses ASCII semantics
+    /// (`(?i)`, `\w`, `\s`, `\b` are ASCII; a non-ASCII literal matches exactly),
+    /// which keeps it fast; the text has already had invisible characters removed and
+    /// Unicode spaces turned into ASCII ones.
     pub denylist_line_patterns: Vec<String>,
     /// A line starting with a marker starts a dropped section: `BEGIN X` runs to a line
     /// starting with `END X` (inclusive), any other marker to the next blank line.
