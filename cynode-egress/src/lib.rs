@@ -7,6 +7,12 @@
 //!
 //! Work in progress.
 
+pub mod browser;
 pub mod sanitize;
+pub mod webproxy;
 
+pub use browser::{
+    BrowseError, BrowserConfig, FetchRequest, FetchedPage, SecureBrowser, WebPolicy,
+};
 pub use sanitize::{ContentKind, ExtractMode, SanitizeRules, Sanitized, Sanitizer};
+pub use webproxy::{AllowEntry, ClientBinding, ProxyAudit, ProxyConfig, WebProxy};

@@ -195,18 +195,16 @@ pub(crate) fn hides(style: &str, scratch: &mut String) -> bool {
                     }
                 }
             }
-            "font-size" => {
-                if is_zero(value) || matches!(px(value), Some(p) if p <= 1.0) {
+            "font-size"
+                if (is_zero(value) || matches!(px(value), Some(p) if p <= 1.0)) => {
                     return true;
                 }
-            }
             "position" => positioned = value == "absolute" || value == "fixed",
             "left" | "top" | "right" | "bottom" | "margin-left" | "margin-top" | "text-indent"
-            | "inset" | "margin" => {
-                if far_negative(value) {
+            | "inset" | "margin"
+                if far_negative(value) => {
                     return true;
                 }
-            }
             "transform" | "translate" | "scale" => {
                 if value.contains("scale(0)") || value == "0" || value.starts_with("0 ") {
                     return true;
@@ -223,31 +221,28 @@ pub(crate) fn hides(style: &str, scratch: &mut String) -> bool {
                     return true;
                 }
             }
-            "width" | "height" | "max-width" | "max-height" => {
-                if is_zero(value) || matches!(px(value), Some(p) if (0.0..=1.0).contains(&p)) {
+            "width" | "height" | "max-width" | "max-height"
+                if (is_zero(value) || matches!(px(value), Some(p) if (0.0..=1.0).contains(&p))) => {
                     zero_box = true;
                 }
-            }
             "overflow" | "overflow-x" | "overflow-y" => {
                 clips_overflow |= value == "hidden" || value == "clip";
             }
             "clip" => clip_rect = value.starts_with("rect("),
-            "clip-path" => {
-                if value.starts_with("inset(50%")
+            "clip-path"
+                if (value.starts_with("inset(50%")
                     || value.starts_with("inset(100%")
-                    || value.starts_with("circle(0")
-                {
+                    || value.starts_with("circle(0"))
+                => {
                     return true;
                 }
-            }
             "color" => fg = colour(value),
             "background-color" => bg = colour(value),
-            "background" => {
+            "background"
                 // Only a plain colour background can be compared.
-                if !value.contains(' ') || value.starts_with("rgb") {
+                if (!value.contains(' ') || value.starts_with("rgb")) => {
                     bg = colour(value);
                 }
-            }
             _ => {}
         }
     }
@@ -261,10 +256,13 @@ pub(crate) fn hides(style: &str, scratch: &mut String) -> bool {
         if a <= 0.05 {
             return true;
         }
-        if let Some((br, bgg, bb, ba)) = bg {
-            if ba >= 0.95 && r == br && g == bgg && b == bb {
-                return true;
-            }
+        if let Some((br, bgg, bb, ba)) = bg
+            && ba >= 0.95
+            && r == br
+            && g == bgg
+            && b == bb
+        {
+            return true;
         }
     }
     false

@@ -398,10 +398,10 @@ impl Parser<'_, '_> {
         };
         let tag = if tag == Tag::Image { Tag::Img } else { tag };
         self.open(tag, name_start..name_end, &attrs, self_closing);
-        if self.foreign == 0 || tag.is(tags::FOREIGN) {
-            if tag.is(tags::RAW) || tag.is(tags::RCDATA) {
-                return self.raw_text(tag, end);
-            }
+        if (self.foreign == 0 || tag.is(tags::FOREIGN))
+            && (tag.is(tags::RAW) || tag.is(tags::RCDATA))
+        {
+            return self.raw_text(tag, end);
         }
         end
     }
@@ -431,13 +431,11 @@ impl Parser<'_, '_> {
         let (content_end, after) = self.find_raw_end(tag, from);
         let visible = self.skip == 0;
         match tag {
-            Tag::Title => {
-                if self.title.is_none() && self.foreign == 0 {
-                    let mut s = Sink::with_capacity(content_end - from);
-                    s.text(&self.src[from..content_end], true, false);
-                    if !s.out.is_empty() {
-                        self.title = Some(s.out);
-                    }
+            Tag::Title if self.title.is_none() && self.foreign == 0 => {
+                let mut s = Sink::with_capacity(content_end - from);
+                s.text(&self.src[from..content_end], true, false);
+                if !s.out.is_empty() {
+                    self.title = Some(s.out);
                 }
             }
             Tag::Textarea if visible => {
@@ -594,10 +592,10 @@ impl Parser<'_, '_> {
     }
 
     fn close_p_if_open(&mut self) {
-        if self.open_p > 0 {
-            if let Some(i) = self.in_scope(Tag::P, tags::SCOPE, &[Tag::Button]) {
-                self.pop_to(i);
-            }
+        if self.open_p > 0
+            && let Some(i) = self.in_scope(Tag::P, tags::SCOPE, &[Tag::Button])
+        {
+            self.pop_to(i);
         }
     }
 
@@ -635,11 +633,9 @@ impl Parser<'_, '_> {
                     }
                 }
             }
-            Tag::Option | Tag::Optgroup => {
-                if self.top().tag == Tag::Option {
-                    let i = self.stack.len() - 1;
-                    self.pop_to(i);
-                }
+            Tag::Option | Tag::Optgroup if self.top().tag == Tag::Option => {
+                let i = self.stack.len() - 1;
+                self.pop_to(i);
             }
             _ if tag.is(tags::HEADING) && self.top().tag.is(tags::HEADING) => {
                 let i = self.stack.len() - 1;
@@ -688,14 +684,14 @@ impl Parser<'_, '_> {
         if tag == Tag::Main {
             flags |= F_MAIN;
         }
-        if flags & (F_ARTICLE | F_MAIN) == 0 {
-            if let Some(role) = &attrs.role {
-                let role = &self.b[role.clone()];
-                if role.eq_ignore_ascii_case(b"main") {
-                    flags |= F_MAIN | F_CONTAINER;
-                } else if role.eq_ignore_ascii_case(b"article") {
-                    flags |= F_ARTICLE | F_CONTAINER;
-                }
+        if flags & (F_ARTICLE | F_MAIN) == 0
+            && let Some(role) = &attrs.role
+        {
+            let role = &self.b[role.clone()];
+            if role.eq_ignore_ascii_case(b"main") {
+                flags |= F_MAIN | F_CONTAINER;
+            } else if role.eq_ignore_ascii_case(b"article") {
+                flags |= F_ARTICLE | F_CONTAINER;
             }
         }
 
@@ -840,10 +836,10 @@ impl Parser<'_, '_> {
         if tag == Tag::Dialog && !attrs.open {
             return true;
         }
-        if let Some(v) = self.attr(&attrs.aria_hidden, attrs.any_amp) {
-            if v.trim().eq_ignore_ascii_case("true") {
-                return true;
-            }
+        if let Some(v) = self.attr(&attrs.aria_hidden, attrs.any_amp)
+            && v.trim().eq_ignore_ascii_case("true")
+        {
+            return true;
         }
         if let Some(style) = self.attr(&attrs.style, attrs.any_amp) {
             let style = style.into_owned();
@@ -851,17 +847,17 @@ impl Parser<'_, '_> {
                 return true;
             }
         }
-        if !self.rules.hidden_classes.is_empty() {
-            if let Some(class) = self.attr(&attrs.class, attrs.any_amp) {
-                for token in class.split_ascii_whitespace() {
-                    if self
-                        .rules
-                        .hidden_classes
-                        .iter()
-                        .any(|h| token.eq_ignore_ascii_case(h))
-                    {
-                        return true;
-                    }
+        if !self.rules.hidden_classes.is_empty()
+            && let Some(class) = self.attr(&attrs.class, attrs.any_amp)
+        {
+            for token in class.split_ascii_whitespace() {
+                if self
+                    .rules
+                    .hidden_classes
+                    .iter()
+                    .any(|h| token.eq_ignore_ascii_case(h))
+                {
+                    return true;
                 }
             }
         }
@@ -1047,10 +1043,11 @@ impl Parser<'_, '_> {
 
 impl Attrs {
     fn set(&mut self, name: &[u8], value: Option<Range<usize>>, b: &[u8]) {
-        if let Some(v) = &value {
-            if !self.any_amp && memchr(b'&', &b[v.clone()]).is_some() {
-                self.any_amp = true;
-            }
+        if let Some(v) = &value
+            && !self.any_amp
+            && memchr(b'&', &b[v.clone()]).is_some()
+        {
+            self.any_amp = true;
         }
         let slot = match name.len() {
             2 if name.eq_ignore_ascii_case(b"id") => &mut self.id,
@@ -1092,7 +1089,7 @@ pub(crate) fn hint_match(value: &str, hints: &[String], keep: &[String]) -> Opti
         .filter(|s| !s.is_empty())
     {
         let seg = seg.to_ascii_lowercase();
-        if keep.iter().any(|k| *k == seg) {
+        if keep.contains(&seg) {
             return Some(false);
         }
         if !hit {

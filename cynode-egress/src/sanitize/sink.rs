@@ -176,14 +176,15 @@ impl Sink {
             }
             // Multi-byte characters that are neither space nor invisible stay in the run.
             loop {
-                if i < n && CLASS[b[i] as usize] == LEAD {
-                    if let Special::Plain(len) = special(&b[i..]) {
-                        i += len;
-                        while i < n && CLASS[b[i] as usize] == PLAIN {
-                            i += 1;
-                        }
-                        continue;
+                if i < n
+                    && CLASS[b[i] as usize] == LEAD
+                    && let Special::Plain(len) = special(&b[i..])
+                {
+                    i += len;
+                    while i < n && CLASS[b[i] as usize] == PLAIN {
+                        i += 1;
                     }
+                    continue;
                 }
                 break;
             }
@@ -202,12 +203,10 @@ impl Sink {
                 }
                 CTRL => i += 1,
                 AMP => {
-                    if refs {
-                        if let Some((ch, used)) = entities::decode(&b[i..]) {
-                            self.push_char(ch, pre);
-                            i += used;
-                            continue;
-                        }
+                    if refs && let Some((ch, used)) = entities::decode(&b[i..]) {
+                        self.push_char(ch, pre);
+                        i += used;
+                        continue;
                     }
                     self.flush();
                     self.out.push('&');
