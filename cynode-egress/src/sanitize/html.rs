@@ -185,7 +185,7 @@ pub(crate) fn plain(src: &str) -> Doc {
     }
 }
 
-impl Parser<'_, '_> {
+impl<'a> Parser<'a, '_> {
     fn run(&mut self) {
         let n = self.b.len();
         let mut pos = 0;
@@ -815,13 +815,12 @@ impl Parser<'_, '_> {
         0
     }
 
-    fn attr<'s>(
-        &'s self,
-        r: &Option<Range<usize>>,
-        decode: bool,
-    ) -> Option<std::borrow::Cow<'s, str>> {
+    /// An attribute value, with character references decoded when it has any. Borrows
+    /// from the source, not from the parser.
+    fn attr(&self, r: &Option<Range<usize>>, decode: bool) -> Option<std::borrow::Cow<'a, str>> {
         let r = r.as_ref()?;
-        let s = &self.src[r.clone()];
+        let src: &'a str = self.src;
+        let s = &src[r.clone()];
         Some(if decode && s.contains('&') {
             std::borrow::Cow::Owned(entities::decode_all(s))
         } else {
@@ -841,11 +840,10 @@ impl Parser<'_, '_> {
         {
             return true;
         }
-        if let Some(style) = self.attr(&attrs.style, attrs.any_amp) {
-            let style = style.into_owned();
-            if css::hides(&style, &mut self.scratch) {
-                return true;
-            }
+        if let Some(style) = self.attr(&attrs.style, attrs.any_amp)
+            && css::hides(&style, &mut self.scratch)
+        {
+            return true;
         }
         if !self.rules.hidden_classes.is_empty()
             && let Some(class) = self.attr(&attrs.class, attrs.any_amp)
@@ -1088,21 +1086,27 @@ pub(crate) fn hint_match(value: &str, hints: &[String], keep: &[String]) -> Opti
         .split(|c: char| !c.is_alphanumeric())
         .filter(|s| !s.is_empty())
     {
-        let seg = seg.to_ascii_lowercase();
-        if keep.contains(&seg) {
+        if keep.iter().any(|k| seg.eq_ignore_ascii_case(k)) {
             return Some(false);
         }
         if !hit {
-            hit = hints.iter().any(|h| {
-                let h = h.as_str();
-                seg == h
-                    || (h.len() < 3
-                        && seg.len() == h.len() + 1
-                        && seg.starts_with(h)
-                        && seg.ends_with('s'))
-                    || (h.len() >= 3 && (seg.starts_with(h) || seg.ends_with(h)))
-            });
+            hit = hints.iter().any(|h| segment_matches(seg, h));
         }
     }
     hit.then_some(true)
+}
+
+/// `hint` (lower case) against one segment, ASCII case-insensitively.
+fn segment_matches(seg: &str, hint: &str) -> bool {
+    let (s, h) = (seg.as_bytes(), hint.as_bytes());
+    if s.eq_ignore_ascii_case(h) {
+        return true;
+    }
+    if h.len() < 3 {
+        return s.len() == h.len() + 1
+            && s[..h.len()].eq_ignore_ascii_case(h)
+            && s[h.len()].eq_ignore_ascii_case(&b's');
+    }
+    s.len() > h.len()
+        && (s[..h.len()].eq_ignore_ascii_case(h) || s[s.len() - h.len()..].eq_ignore_ascii_case(h))
 }

@@ -388,3 +388,36 @@ mod props {
         }
     }
 }
+
+#[test]
+fn boilerplate_hints_match_whole_segments() {
+    let hints: Vec<String> = ["nav", "header", "ad", "cookie"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let keep = vec!["content".to_string()];
+    let m = |v: &str| super::html::hint_match(v, &hints, &keep);
+    for hit in [
+        "site-header",
+        "navbar",
+        "topnav",
+        "ad-slot",
+        "ads",
+        "cookieBanner",
+        "Main_Nav",
+    ] {
+        assert_eq!(m(hit), Some(true), "{hit}");
+    }
+    for miss in [
+        "lead",
+        "shadow",
+        "unavailable",
+        "heading",
+        "address",
+        "badge",
+        "loading",
+    ] {
+        assert_eq!(m(miss), None, "{miss}");
+    }
+    assert_eq!(m("header-content"), Some(false), "keep hint vetoes");
+}
