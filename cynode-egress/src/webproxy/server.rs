@@ -20,7 +20,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -54,6 +54,8 @@ pub(crate) async fn serve(
                 async move { Ok::<_, Infallible>(p.handle(req, peer).await) }
             });
             let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
                 .preserve_header_case(true)
                 .title_case_headers(true)
                 .serve_connection(TokioIo::new(stream), svc)
