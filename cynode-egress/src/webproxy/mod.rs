@@ -22,10 +22,14 @@
 //! Refusals answer `403` with a body naming the blocked host and the reason. Every
 //! decision produces one [`ProxyAudit`] record (for allowed traffic when the exchange
 //! ends, with byte counts).
+//!
+//! Tasks may ask for short-lived extra hosts through [`WebProxy::grant_temporary`]
+//! (refused unless enabled; exact hosts, standard ports, bounded TTL; audited).
 
 pub mod audit;
 pub mod guard;
 mod server;
+mod temporary;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,6 +45,7 @@ use audit::AuditSink;
 use guard::{Resolve, SystemResolver, host_matches, normalise_host};
 
 pub use crate::browser::Decision;
+pub use temporary::{TemporaryAccessError, TemporaryAccessPolicy, TemporaryAccessRequest};
 
 /// Whose allow-list entry it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
