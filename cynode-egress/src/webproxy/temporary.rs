@@ -168,10 +168,10 @@ impl WebProxy {
                 max: policy.max_ttl_seconds,
             });
         }
-        if !policy.allow_nonstandard_ports {
-            if let Some(p) = req.requested_ports.iter().find(|p| **p != 80 && **p != 443) {
-                return Err(TemporaryAccessError::PortNotAllowed(*p));
-            }
+        if !policy.allow_nonstandard_ports
+            && let Some(p) = req.requested_ports.iter().find(|p| **p != 80 && **p != 443)
+        {
+            return Err(TemporaryAccessError::PortNotAllowed(*p));
         }
         req.requested_hosts
             .iter()
