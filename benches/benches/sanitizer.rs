@@ -9,8 +9,8 @@
 //! font-size:0, comments, noscript, alt text) and visible ones (inside a paragraph).
 //!
 //! Environment: `CORPUS_DIR` (default `/opt/peers/html-corpus`), `SKIP_PEERS=1` to use
-//! an existing corpus without running the peers, `PASSES` (default 5; the median pass
-//! is reported).
+//! an existing corpus without running the peers, `PEERS_DIR` (the folder holding
+//! `sanitizer.sh`), `PASSES` (default 5; the median pass is reported).
 //!
 //! Run: `cargo bench -p cynode-benches --bench sanitizer`.
 
@@ -41,8 +41,24 @@ fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// `../shared/peers/sanitizer.sh` from the repository root; from a nested checkout
+/// (a worktree) the nearest ancestor holding `shared/peers/` is used. `PEERS_DIR`
+/// overrides.
+fn peers_script() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("PEERS_DIR") {
+        return Some(PathBuf::from(dir).join("sanitizer.sh"));
+    }
+    let root = repo_root();
+    root.ancestors()
+        .map(|a| a.join("shared/peers/sanitizer.sh"))
+        .find(|p| p.is_file())
+}
+
 fn run_peers(corpus: &Path) -> (String, Vec<(String, Peer)>) {
-    let script = repo_root().join("../shared/peers/sanitizer.sh");
+    let Some(script) = peers_script() else {
+        eprintln!("[sanitizer bench] ../shared/peers/sanitizer.sh not found; set PEERS_DIR");
+        return (String::new(), Vec::new());
+    };
     eprintln!("[sanitizer bench] running {}", script.display());
     let out = match Command::new("bash").arg(&script).arg(corpus).output() {
         Ok(o) => o,
