@@ -8,10 +8,21 @@
 //! - [`router`]: providers, routing (local vs external), fallbacks, timeouts.
 //! - [`api`]: the API egress service (`POST /v1/call`) as an embeddable axum router.
 //! - [`crypto`]: [`Secret`] and the credential cipher (keys encrypted at rest).
+//! - [`sanitize`]: the pure, deterministic HTML/text sanitizer.
+//! - [`browser`]: the secure browser: policy checks before fetching, then the sanitizer.
+//! - [`webproxy`]: the allow-list forward proxy for sandboxes allowed named domains.
 
 pub mod api;
+pub mod browser;
 pub mod crypto;
 pub mod router;
+pub mod sanitize;
+pub mod webproxy;
 
+pub use browser::{
+    BrowseError, BrowserConfig, FetchRequest, FetchedPage, SecureBrowser, WebPolicy,
+};
 pub use crypto::{CredentialCipher, Secret};
 pub use router::{ModelProvider, ProviderConfig, Router, RouterError};
+pub use sanitize::{ContentKind, ExtractMode, SanitizeRules, Sanitized, Sanitizer};
+pub use webproxy::{AllowEntry, ClientBinding, ProxyAudit, ProxyConfig, WebProxy};
