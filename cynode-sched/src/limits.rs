@@ -69,13 +69,6 @@ impl LimitSet {
         out
     }
 
-    /// Whether any limit applies to a job.
-    pub(crate) fn limits(&self, queue: &str, kind: &str, key: Option<&str>) -> bool {
-        self.queue.contains_key(queue)
-            || self.kind.contains_key(kind)
-            || key.is_some_and(|k| self.each_key.is_some() || self.key.contains_key(k))
-    }
-
     /// Names the fast (unlimited) claim path must skip.
     pub(crate) fn exclusions(&self) -> Exclusions {
         Exclusions {
