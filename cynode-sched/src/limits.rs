@@ -5,6 +5,7 @@
 //! buckets, asks [`select`] which candidates may start, and writes the buckets back.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use crate::Timestamp;
 use crate::model::{Limit, LimitScope};
@@ -87,6 +88,20 @@ pub(crate) struct Exclusions {
     pub(crate) kinds: Vec<String>,
     pub(crate) keys: Vec<String>,
     pub(crate) all_keys: bool,
+}
+
+/// Rebuilds a limit from its stored columns.
+pub(crate) fn limit_from_parts(max_running: Option<i64>, rate_max: Option<i64>, period_us: Option<i64>) -> crate::model::Limit {
+    Limit {
+        max_running: max_running.and_then(|m| u32::try_from(m).ok()),
+        rate: match (rate_max, period_us) {
+            (Some(m), Some(p)) => Some(crate::model::Rate {
+                max: u32::try_from(m).unwrap_or(u32::MAX),
+                per: Duration::from_micros(u64::try_from(p).unwrap_or(1000)),
+            }),
+            _ => None,
+        },
+    }
 }
 
 /// A token bucket's stored state.
@@ -192,8 +207,6 @@ pub(crate) fn select(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn cand(queue: &str, kind: &str, key: Option<&str>) -> Candidate {

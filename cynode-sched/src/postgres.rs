@@ -488,22 +488,8 @@ fn limit_from_row(r: &PgRow) -> Result<(LimitScope, Limit)> {
     let period: Option<i64> = r.try_get("rate_period_us").map_err(db(A))?;
     Ok((
         LimitScope::from_parts(&scope, &name)?,
-        limit_from_parts(max_running.map(i64::from), rate_max.map(i64::from), period),
+        limits::limit_from_parts(max_running.map(i64::from), rate_max.map(i64::from), period),
     ))
-}
-
-/// Rebuilds a limit from its stored columns.
-pub(crate) fn limit_from_parts(max_running: Option<i64>, rate_max: Option<i64>, period_us: Option<i64>) -> Limit {
-    Limit {
-        max_running: max_running.and_then(|m| u32::try_from(m).ok()),
-        rate: match (rate_max, period_us) {
-            (Some(m), Some(p)) => Some(Rate {
-                max: u32::try_from(m).unwrap_or(u32::MAX),
-                per: Duration::from_micros(u64::try_from(p).unwrap_or(1000)),
-            }),
-            _ => None,
-        },
-    }
 }
 
 fn cron_from_row(r: &PgRow) -> Result<CronEntry> {
