@@ -101,10 +101,29 @@ impl Drop for ListenerGuard {
     }
 }
 
+/// "Is any limit configured?", remembered for a short while.
+#[derive(Debug, Default)]
+struct LimitCache(std::sync::Mutex<Option<(std::time::Instant, bool)>>);
+
+impl LimitCache {
+    const TTL: Duration = Duration::from_millis(250);
+    fn get(&self) -> Option<bool> {
+        let g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.filter(|(t, _)| t.elapsed() < Self::TTL).map(|(_, v)| v)
+    }
+    fn set(&self, v: bool) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), v));
+    }
+    fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
 /// The PostgreSQL queue. Cheap to clone (shared pool and listener).
 #[derive(Clone, Debug)]
 pub struct PgQueue {
     pool: PgPool,
+    limit_cache: Arc<LimitCache>,
     events: broadcast::Sender<QueueEvent>,
     _listener: Arc<ListenerGuard>,
 }
@@ -133,13 +152,15 @@ impl PgQueue {
             .map_err(db("connect to PostgreSQL"))?;
         Self::migrate(&pool).await?;
         let (events, _) = broadcast::channel(4096);
+        let limit_cache = Arc::new(LimitCache::default());
         let listener = if config.listen {
-            Some(tokio::spawn(listen(pool.clone(), events.clone())))
+            Some(tokio::spawn(listen(pool.clone(), events.clone(), limit_cache.clone())))
         } else {
             None
         };
         Ok(Self {
             pool,
+            limit_cache,
             events,
             _listener: Arc::new(ListenerGuard(listener)),
         })
@@ -201,20 +222,25 @@ impl PgQueue {
         rows.iter().map(limit_from_row).collect()
     }
 
-    async fn claim_fast(&self, c: &Claim, max: i64, lease: Uuid, ex: &limits::Exclusions) -> Result<Vec<Lease>> {
+    async fn claim_fast(&self, c: &Claim, max: i64, lease: Uuid) -> Result<Vec<Lease>> {
+        // Jobs some limit applies to are left to the limited path.
         let sql = concat!(
             "WITH c AS (
-                 SELECT id FROM sched_jobs
-                 WHERE state = 'queued' AND queue = ANY($1) AND run_at <= now()
-                   AND (cardinality($2::text[]) = 0 OR kind = ANY($2))
-                   AND NOT (queue = ANY($3)) AND NOT (kind = ANY($4))
-                   AND (concurrency_key IS NULL OR (NOT $5 AND NOT (concurrency_key = ANY($6))))
-                 ORDER BY priority, run_at, id
-                 LIMIT $7
-                 FOR UPDATE SKIP LOCKED
+                 SELECT j.id FROM sched_jobs j
+                 WHERE j.state = 'queued' AND j.queue = ANY($1) AND j.run_at <= now()
+                   AND (cardinality($2::text[]) = 0 OR j.kind = ANY($2))
+                   AND NOT EXISTS (
+                       SELECT 1 FROM sched_limits l
+                       WHERE (l.scope = 'queue' AND l.name = j.queue)
+                          OR (l.scope = 'kind' AND l.name = j.kind)
+                          OR (j.concurrency_key IS NOT NULL
+                              AND (l.scope = 'each_key' OR (l.scope = 'key' AND l.name = j.concurrency_key))))
+                 ORDER BY j.priority, j.run_at, j.id
+                 LIMIT $3
+                 FOR UPDATE OF j SKIP LOCKED
              )
-             UPDATE sched_jobs j SET state = 'running', attempt = j.attempt + 1, lease_id = $8,
-                    lease_expires_at = now() + $9 * interval '1 microsecond', worker_id = $10,
+             UPDATE sched_jobs j SET state = 'running', attempt = j.attempt + 1, lease_id = $4,
+                    lease_expires_at = now() + $5 * interval '1 microsecond', worker_id = $6,
                     started_at = now(), updated_at = now()
              FROM c WHERE j.id = c.id
              RETURNING ",
@@ -223,10 +249,6 @@ impl PgQueue {
         let rows = sqlx::query(sql)
             .bind(&c.queues)
             .bind(&c.kinds)
-            .bind(&ex.queues)
-            .bind(&ex.kinds)
-            .bind(ex.all_keys)
-            .bind(&ex.keys)
             .bind(max)
             .bind(lease)
             .bind(micros(c.lease_ttl))
@@ -237,6 +259,20 @@ impl PgQueue {
         rows.iter()
             .map(|r| Ok(Lease { job: job_from_row(r)?, lease_id: lease }))
             .collect()
+    }
+
+    /// Whether any limit may exist: cached briefly, refreshed at once when a limit
+    /// changes (locally or, through the listener, on another replica).
+    async fn limits_may_exist(&self) -> Result<bool> {
+        if let Some(v) = self.limit_cache.get() {
+            return Ok(v);
+        }
+        let v: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sched_limits)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("read the limits"))?;
+        self.limit_cache.set(v);
+        Ok(v)
     }
 
     async fn claim_limited(&self, c: &Claim, max: usize, lease: Uuid) -> Result<Vec<Lease>> {
@@ -380,7 +416,7 @@ impl PgQueue {
 }
 
 /// Forwards notifications to the event channel, reconnecting after connection loss.
-async fn listen(pool: PgPool, events: broadcast::Sender<QueueEvent>) {
+async fn listen(pool: PgPool, events: broadcast::Sender<QueueEvent>, limit_cache: Arc<LimitCache>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut l = match PgListener::connect_with(&pool).await {
@@ -401,6 +437,7 @@ async fn listen(pool: PgPool, events: broadcast::Sender<QueueEvent>) {
         }
         backoff = Duration::from_millis(100);
         // Anything sent while we were not listening is lost: wake every consumer once.
+        limit_cache.clear();
         let _ = events.send(QueueEvent::JobsAvailable(None));
         loop {
             match l.try_recv().await {
@@ -412,7 +449,10 @@ async fn listen(pool: PgPool, events: broadcast::Sender<QueueEvent>) {
                         }
                     } else {
                         match n.payload() {
-                            "*" => QueueEvent::JobsAvailable(None),
+                            "*" => {
+                                limit_cache.clear();
+                                QueueEvent::JobsAvailable(None)
+                            }
                             q => QueueEvent::JobsAvailable(Some(q.to_string())),
                         }
                     };
@@ -662,14 +702,8 @@ impl QueueStore for PgQueue {
         }
         let max = usize::try_from(c.max).unwrap_or(usize::MAX);
         let lease = Uuid::new_v4();
-        // Which jobs fall under limits? The limit table is tiny; read it each time so a
-        // new limit applies from the next claim on.
-        let limits: Vec<(LimitScope, Limit)> = self.limits().await?;
-        let set = LimitSet::from_pairs(limits);
-        let mut out = self
-            .claim_fast(c, i64::from(c.max), lease, &set.exclusions())
-            .await?;
-        if !set.is_empty() && out.len() < max {
+        let mut out = self.claim_fast(c, i64::from(c.max), lease).await?;
+        if out.len() < max && self.limits_may_exist().await? {
             let more = self.claim_limited(c, max - out.len(), lease).await?;
             out.extend(more);
         }
@@ -908,6 +942,7 @@ impl QueueStore for PgQueue {
         .execute(&self.pool)
         .await
         .map_err(db("set a limit"))?;
+        self.limit_cache.clear();
         self.notify_queues(&["*".to_string()]).await.ok();
         Ok(())
     }
@@ -922,6 +957,7 @@ impl QueueStore for PgQueue {
             .map_err(db("remove a limit"))?
             .rows_affected()
             == 1;
+        self.limit_cache.clear();
         if removed {
             self.notify_queues(&["*".to_string()]).await.ok();
         }
