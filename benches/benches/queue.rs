@@ -114,12 +114,19 @@ async fn throughput(q: Arc<dyn QueueStore>, a: &Args, run: usize) -> Result<f64,
     let deadline = Instant::now() + Duration::from_secs(300);
     while w.stats().completed < a.n as u64 {
         if Instant::now() > deadline {
-            return Err(format!("only {} of {} jobs completed in 300 s", w.stats().completed, a.n));
+            return Err(format!(
+                "only {} of {} jobs completed in 300 s",
+                w.stats().completed,
+                a.n
+            ));
         }
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
     let end = Instant::now();
-    let started = first.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(end);
+    let started = first
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or(end);
     w.shutdown().await;
     let s = q.stats(Some(&queue)).await.map_err(|e| e.to_string())?;
     if s.completed != a.n as u64 || s.queued + s.running != 0 {
@@ -127,7 +134,11 @@ async fn throughput(q: Arc<dyn QueueStore>, a: &Args, run: usize) -> Result<f64,
     }
     let secs = (end - started).as_secs_f64();
     let thr = a.n as f64 / secs;
-    eprintln!("[{}] run {run}: {} jobs, first start -> all completed {secs:.3} s = {thr:.0} jobs/s", q.backend(), a.n);
+    eprintln!(
+        "[{}] run {run}: {} jobs, first start -> all completed {secs:.3} s = {thr:.0} jobs/s",
+        q.backend(),
+        a.n
+    );
     Ok(thr)
 }
 
@@ -144,7 +155,9 @@ async fn latency(q: Arc<dyn QueueStore>, a: &Args) -> Result<(f64, f64, f64, usi
             async move {
                 let now = unix_micros();
                 let t = ctx.payload()["t"].as_f64().unwrap_or(now);
-                l2.lock().unwrap_or_else(|p| p.into_inner()).push((now - t) / 1000.0);
+                l2.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((now - t) / 1000.0);
                 Ok(None)
             }
         })
@@ -167,7 +180,9 @@ async fn latency(q: Arc<dyn QueueStore>, a: &Args) -> Result<(f64, f64, f64, usi
             let r = q2
                 .enqueue(NewJob::new("stamp", json!({ "t": t })).queue(queue))
                 .await;
-            a2.lock().unwrap_or_else(|p| p.into_inner()).push((unix_micros() - t) / 1000.0);
+            a2.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((unix_micros() - t) / 1000.0);
             s2.fetch_add(1, Ordering::Relaxed);
             r.map(|_| ()).map_err(|e| e.to_string())
         }));
@@ -189,7 +204,12 @@ async fn latency(q: Arc<dyn QueueStore>, a: &Args) -> Result<(f64, f64, f64, usi
         let i = ((p / 100.0) * v.len() as f64).ceil() as usize;
         v[i.clamp(1, v.len()) - 1]
     };
-    let r = (pct(50.0), pct(99.0), v.last().copied().unwrap_or(f64::NAN), v.len());
+    let r = (
+        pct(50.0),
+        pct(99.0),
+        v.last().copied().unwrap_or(f64::NAN),
+        v.len(),
+    );
     let mut ack = acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
     ack.sort_by(|x, y| x.total_cmp(y));
     if !ack.is_empty() {
@@ -245,7 +265,8 @@ async fn main() {
         let store: Result<Arc<dyn QueueStore>, String> = match b.as_str() {
             "memory" => Ok(Arc::new(MemoryQueue::new())),
             "sqlite" => {
-                let dir = std::env::temp_dir().join(format!("cynode-queue-bench-{}", std::process::id()));
+                let dir =
+                    std::env::temp_dir().join(format!("cynode-queue-bench-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&dir);
                 SqliteQueue::open_path(dir.join("queue.db"))
                     .await

@@ -74,21 +74,36 @@ mod tests {
     fn five_and_six_field_expressions() {
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 30).unwrap();
         let s = Schedule::parse("*/15 * * * *", None).unwrap();
-        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 10, 15, 0).unwrap());
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 10, 15, 0).unwrap()
+        );
         let s = Schedule::parse("*/10 * * * * *", None).unwrap();
-        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 40).unwrap());
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 40).unwrap()
+        );
     }
 
     #[test]
     fn time_zones_shift_the_tick() {
         let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let s = Schedule::parse("0 9 * * *", Some("Europe/Berlin")).unwrap();
-        assert_eq!(s.next_after(t).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap());
+        assert_eq!(
+            s.next_after(t).unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).unwrap()
+        );
     }
 
     #[test]
     fn bad_input_is_invalid() {
-        assert!(matches!(Schedule::parse("nonsense", None), Err(Error::InvalidInput(_))));
-        assert!(matches!(Schedule::parse("* * * * *", Some("Mars/Olympus")), Err(Error::InvalidInput(_))));
+        assert!(matches!(
+            Schedule::parse("nonsense", None),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("* * * * *", Some("Mars/Olympus")),
+            Err(Error::InvalidInput(_))
+        ));
     }
 }

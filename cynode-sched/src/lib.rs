@@ -48,10 +48,10 @@ mod retry;
 mod store;
 mod worker;
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod sql;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -63,9 +63,9 @@ pub use model::{
     CancelResult, Claim, CronEntry, CronJob, Enqueued, Finish, FinishResult, HeartbeatStatus, Job,
     JobState, Lease, Limit, LimitScope, NewJob, Outcome, QueueEvent, QueueStats, Rate,
 };
+pub use placement::{NodeInfo, Requirements, place};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgQueue, PgQueueConfig};
-pub use placement::{NodeInfo, Requirements, place};
 pub use retry::RetryPolicy;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteQueue, SqliteQueueConfig};

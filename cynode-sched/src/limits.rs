@@ -43,7 +43,10 @@ impl LimitSet {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty() && self.kind.is_empty() && self.key.is_empty() && self.each_key.is_none()
+        self.queue.is_empty()
+            && self.kind.is_empty()
+            && self.key.is_empty()
+            && self.each_key.is_none()
     }
 
     /// The limits that apply to a job, with the counter/bucket each one uses.
@@ -70,7 +73,8 @@ impl LimitSet {
         out
     }
 
-    /// Names the fast (unlimited) claim path must skip.
+    /// Names a limited claim must look at.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn exclusions(&self) -> Exclusions {
         Exclusions {
             queues: self.queue.keys().cloned().collect(),
@@ -83,6 +87,7 @@ impl LimitSet {
 
 /// What the unlimited claim path leaves to the limited one.
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct Exclusions {
     pub(crate) queues: Vec<String>,
     pub(crate) kinds: Vec<String>,
@@ -91,7 +96,12 @@ pub(crate) struct Exclusions {
 }
 
 /// Rebuilds a limit from its stored columns.
-pub(crate) fn limit_from_parts(max_running: Option<i64>, rate_max: Option<i64>, period_us: Option<i64>) -> crate::model::Limit {
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
+pub(crate) fn limit_from_parts(
+    max_running: Option<i64>,
+    rate_max: Option<i64>,
+    period_us: Option<i64>,
+) -> crate::model::Limit {
     Limit {
         max_running: max_running.and_then(|m| u32::try_from(m).ok()),
         rate: match (rate_max, period_us) {
@@ -131,7 +141,10 @@ pub(crate) struct Usage {
 impl Usage {
     /// Counts one running job against every scope it belongs to.
     pub(crate) fn count_running(&mut self, queue: &str, kind: &str, key: Option<&str>) {
-        *self.running.entry(("queue", queue.to_string())).or_default() += 1;
+        *self
+            .running
+            .entry(("queue", queue.to_string()))
+            .or_default() += 1;
         *self.running.entry(("kind", kind.to_string())).or_default() += 1;
         if let Some(k) = key {
             *self.running.entry(("key", k.to_string())).or_default() += 1;
@@ -146,7 +159,10 @@ fn tokens_at(bucket: Option<&Bucket>, limit: &crate::model::Rate, now: Timestamp
     match bucket {
         None => cap,
         Some(b) => {
-            let elapsed = (now - b.refreshed_at).num_microseconds().unwrap_or(i64::MAX).max(0);
+            let elapsed = (now - b.refreshed_at)
+                .num_microseconds()
+                .unwrap_or(i64::MAX)
+                .max(0);
             #[allow(clippy::cast_precision_loss)]
             let elapsed_s = elapsed as f64 / 1e6;
             let rate = cap / limit.per.as_secs_f64();
@@ -222,7 +238,11 @@ mod tests {
         let limits = LimitSet::from_pairs([(LimitScope::Kind("k".into()), Limit::concurrency(2))]);
         let mut usage = Usage::default();
         usage.count_running("q", "k", None);
-        let c = vec![cand("q", "k", None), cand("q", "k", None), cand("q", "other", None)];
+        let c = vec![
+            cand("q", "k", None),
+            cand("q", "k", None),
+            cand("q", "other", None),
+        ];
         let picked = select(&limits, &c, &mut usage, chrono::Utc::now(), 10);
         assert_eq!(picked, vec![0, 2]);
     }
@@ -260,6 +280,10 @@ mod tests {
         let t1 = t0 + chrono::Duration::seconds(5);
         assert_eq!(select(&limits, &c, &mut usage, t1, 10).len(), 1);
         let t2 = t1 + chrono::Duration::seconds(100);
-        assert_eq!(select(&limits, &c, &mut usage, t2, 10).len(), 2, "capped at max");
+        assert_eq!(
+            select(&limits, &c, &mut usage, t2, 10).len(),
+            2,
+            "capped at max"
+        );
     }
 }

@@ -55,7 +55,9 @@ impl State {
         }
         let id = new.id.unwrap_or_else(|| JobId(Uuid::now_v7()));
         if self.jobs.contains_key(&id) {
-            return Err(Error::conflict(format!("a job with id {id} already exists")));
+            return Err(Error::conflict(format!(
+                "a job with id {id} already exists"
+            )));
         }
         let job = Job {
             id,
@@ -187,7 +189,9 @@ impl QueueStore for MemoryQueue {
                         .as_ref()
                         .is_some_and(|k| st.keys.contains_key(k));
                     if !dup_key && (st.jobs.contains_key(&id) || !seen.insert(id)) {
-                        return Err(Error::conflict(format!("a job with id {id} already exists")));
+                        return Err(Error::conflict(format!(
+                            "a job with id {id} already exists"
+                        )));
                     }
                 }
             }
@@ -277,7 +281,11 @@ impl QueueStore for MemoryQueue {
             .collect())
     }
 
-    async fn heartbeat(&self, held: &[(JobId, Uuid)], ttl: Duration) -> Result<Vec<HeartbeatStatus>> {
+    async fn heartbeat(
+        &self,
+        held: &[(JobId, Uuid)],
+        ttl: Duration,
+    ) -> Result<Vec<HeartbeatStatus>> {
         let now = self.now();
         let mut st = self.lock();
         Ok(held
@@ -413,7 +421,9 @@ impl QueueStore for MemoryQueue {
                 .collect();
             for id in expired {
                 st.running.remove(&id);
-                let Some(j) = st.jobs.get_mut(&id) else { continue };
+                let Some(j) = st.jobs.get_mut(&id) else {
+                    continue;
+                };
                 j.lease_id = None;
                 j.lease_expires_at = None;
                 j.updated_at = now;
@@ -454,16 +464,22 @@ impl QueueStore for MemoryQueue {
     }
 
     async fn limits(&self) -> Result<Vec<(LimitScope, Limit)>> {
-        Ok(self.lock().limits.iter().map(|(s, l)| (s.clone(), *l)).collect())
+        Ok(self
+            .lock()
+            .limits
+            .iter()
+            .map(|(s, l)| (s.clone(), *l))
+            .collect())
     }
 
     async fn put_cron(&self, c: &CronJob) -> Result<CronEntry> {
         let schedule = cron::validate(c)?;
         let now = self.now();
         let mut st = self.lock();
-        let keep = st.cron.get(&c.name).filter(|e| {
-            e.cron.schedule == c.schedule && e.cron.time_zone == c.time_zone
-        });
+        let keep = st
+            .cron
+            .get(&c.name)
+            .filter(|e| e.cron.schedule == c.schedule && e.cron.time_zone == c.time_zone);
         let entry = CronEntry {
             cron: c.clone(),
             next_run_at: match keep {

@@ -385,6 +385,7 @@ pub enum LimitScope {
 
 impl LimitScope {
     /// Stored (scope, name) pair.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn parts(&self) -> (&'static str, &str) {
         match self {
             Self::Queue(n) => ("queue", n),
@@ -395,6 +396,7 @@ impl LimitScope {
     }
 
     /// Rebuilds a scope from its stored pair.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn from_parts(scope: &str, name: &str) -> Result<Self> {
         Ok(match scope {
             "queue" => Self::Queue(name.to_string()),
@@ -456,9 +458,7 @@ impl Limit {
 
     pub(crate) fn validate(&self) -> Result<()> {
         if self.max_running.is_none() && self.rate.is_none() {
-            return Err(Error::invalid(
-                "a limit needs max_running, a rate, or both",
-            ));
+            return Err(Error::invalid("a limit needs max_running, a rate, or both"));
         }
         if let Some(r) = self.rate {
             if r.max == 0 {
@@ -540,6 +540,7 @@ pub enum QueueEvent {
 }
 
 /// A duration as whole microseconds, saturating.
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }

@@ -63,18 +63,33 @@ impl NodeInfo {
     /// Reads a node capability report (`node_capability_report_v1`): labels, sandbox
     /// support and concurrency, inference, GPU and runtime. Missing fields take the
     /// conservative value (no sandbox, no inference, no GPU). `in_flight` starts at 0.
-    pub fn from_report(id: NodeId, slug: impl Into<String>, dispatchable: bool, report: &Value) -> Self {
+    pub fn from_report(
+        id: NodeId,
+        slug: impl Into<String>,
+        dispatchable: bool,
+        report: &Value,
+    ) -> Self {
         let labels: Vec<String> = report
             .pointer("/node/labels")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
             .unwrap_or_default();
         let flag = |p: &str| report.pointer(p).and_then(Value::as_bool).unwrap_or(false);
         let sandbox_only = labels.iter().any(|l| l == "sandbox_only");
-        let mode = report.pointer("/inference/mode").and_then(Value::as_str).unwrap_or("allow");
+        let mode = report
+            .pointer("/inference/mode")
+            .and_then(Value::as_str)
+            .unwrap_or("allow");
         let inference = !sandbox_only
             && mode != "disabled"
-            && (flag("/inference/supported") || flag("/inference/running") || flag("/inference/existing_service"));
+            && (flag("/inference/supported")
+                || flag("/inference/running")
+                || flag("/inference/existing_service"));
         let max_concurrency = report
             .pointer("/sandbox/max_concurrency")
             .and_then(Value::as_u64)
@@ -117,7 +132,10 @@ impl NodeInfo {
             why.push("cannot run sandboxes".to_string());
         }
         if self.in_flight >= self.max_concurrency {
-            why.push(format!("busy ({}/{} jobs)", self.in_flight, self.max_concurrency));
+            why.push(format!(
+                "busy ({}/{} jobs)",
+                self.in_flight, self.max_concurrency
+            ));
         }
         if req.inference && !self.inference {
             why.push(if self.is_sandbox_only() {
@@ -132,7 +150,10 @@ impl NodeInfo {
         if let Some(rt) = &req.runtime
             && self.runtime.as_deref() != Some(rt.as_str())
         {
-            why.push(format!("runtime is {}, not {rt}", self.runtime.as_deref().unwrap_or("unknown")));
+            why.push(format!(
+                "runtime is {}, not {rt}",
+                self.runtime.as_deref().unwrap_or("unknown")
+            ));
         }
         let missing: Vec<&str> = req
             .labels
@@ -143,7 +164,11 @@ impl NodeInfo {
         if !missing.is_empty() {
             why.push(format!("missing label {}", missing.join(", ")));
         }
-        if why.is_empty() { None } else { Some(why.join(", ")) }
+        if why.is_empty() {
+            None
+        } else {
+            Some(why.join(", "))
+        }
     }
 }
 
@@ -151,16 +176,20 @@ impl NodeInfo {
 ///
 /// `preferred` (co-location) wins when it is eligible; otherwise the eligible node with
 /// the fewest jobs in flight, then the smallest slug.
-pub fn place(req: &Requirements, nodes: &[NodeInfo], preferred: Option<NodeId>) -> Result<NodeId, String> {
+pub fn place(
+    req: &Requirements,
+    nodes: &[NodeInfo],
+    preferred: Option<NodeId>,
+) -> Result<NodeId, String> {
     let eligible = || nodes.iter().filter(|n| n.refusal(req).is_none());
     if let Some(p) = preferred
         && eligible().any(|n| n.id == p)
     {
         return Ok(p);
     }
-    if let Some(best) = eligible().min_by(|a, b| {
-        (a.in_flight, &a.slug, a.id).cmp(&(b.in_flight, &b.slug, b.id))
-    }) {
+    if let Some(best) =
+        eligible().min_by(|a, b| (a.in_flight, &a.slug, a.id).cmp(&(b.in_flight, &b.slug, b.id)))
+    {
         return Ok(best.id);
     }
     Err(unplaceable_reason(req, nodes))
@@ -229,15 +258,24 @@ mod tests {
     #[test]
     fn least_loaded_then_slug() {
         let nodes = vec![node("b", 1), node("a", 1), node("c", 0)];
-        assert_eq!(place(&Requirements::default(), &nodes, None), Ok(nodes[2].id));
+        assert_eq!(
+            place(&Requirements::default(), &nodes, None),
+            Ok(nodes[2].id)
+        );
         let nodes = vec![node("b", 1), node("a", 1)];
-        assert_eq!(place(&Requirements::default(), &nodes, None), Ok(nodes[1].id));
+        assert_eq!(
+            place(&Requirements::default(), &nodes, None),
+            Ok(nodes[1].id)
+        );
     }
 
     #[test]
     fn colocation_wins_when_eligible_only() {
         let mut nodes = vec![node("a", 0), node("b", 3)];
-        let req = Requirements { colocate: true, ..Default::default() };
+        let req = Requirements {
+            colocate: true,
+            ..Default::default()
+        };
         assert_eq!(place(&req, &nodes, Some(nodes[1].id)), Ok(nodes[1].id));
         nodes[1].in_flight = 4;
         assert_eq!(place(&req, &nodes, Some(nodes[1].id)), Ok(nodes[0].id));
@@ -250,14 +288,20 @@ mod tests {
         so.inference = false;
         let mut full = node("gpu-1", 4);
         full.gpu = true;
-        let req = Requirements { inference: true, ..Default::default() };
+        let req = Requirements {
+            inference: true,
+            ..Default::default()
+        };
         let reason = place(&req, &[so.clone(), full.clone()], None).unwrap_err();
         assert_eq!(
             reason,
             "waiting for a worker node (needs inference): edge: sandbox-only (no inference); gpu-1: busy (4/4 jobs)"
         );
         // A sandbox-only node still takes jobs that need no inference.
-        assert_eq!(place(&Requirements::default(), &[so.clone()], None), Ok(so.id));
+        assert_eq!(
+            place(&Requirements::default(), &[so.clone()], None),
+            Ok(so.id)
+        );
         assert_eq!(
             place(&req, &[], None).unwrap_err(),
             "waiting for a worker node (needs inference): no node is registered"
@@ -272,9 +316,17 @@ mod tests {
         b.gpu = true;
         b.labels = vec!["region_eu".into()];
         b.runtime = Some("docker".into());
-        let req = Requirements { gpu: true, labels: vec!["region_eu".into()], ..Default::default() };
+        let req = Requirements {
+            gpu: true,
+            labels: vec!["region_eu".into()],
+            ..Default::default()
+        };
         assert_eq!(place(&req, &[a.clone(), b.clone()], None), Ok(b.id));
-        let req = Requirements { gpu: true, runtime: Some("podman".into()), ..Default::default() };
+        let req = Requirements {
+            gpu: true,
+            runtime: Some("podman".into()),
+            ..Default::default()
+        };
         let why = place(&req, &[a, b], None).unwrap_err();
         assert!(why.contains("a: no GPU"), "{why}");
         assert!(why.contains("b: runtime is docker, not podman"), "{why}");

@@ -154,7 +154,11 @@ impl PgQueue {
         let (events, _) = broadcast::channel(4096);
         let limit_cache = Arc::new(LimitCache::default());
         let listener = if config.listen {
-            Some(tokio::spawn(listen(pool.clone(), events.clone(), limit_cache.clone())))
+            Some(tokio::spawn(listen(
+                pool.clone(),
+                events.clone(),
+                limit_cache.clone(),
+            )))
         } else {
             None
         };
@@ -212,7 +216,10 @@ impl PgQueue {
         Ok(())
     }
 
-    async fn load_limits(&self, tx: &mut Transaction<'static, Postgres>) -> Result<Vec<(LimitScope, Limit)>> {
+    async fn load_limits(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+    ) -> Result<Vec<(LimitScope, Limit)>> {
         let rows = sqlx::query(
             "SELECT scope, name, max_running, rate_max, rate_period_us FROM sched_limits ORDER BY scope, name",
         )
@@ -257,7 +264,12 @@ impl PgQueue {
             .await
             .map_err(db("claim jobs"))?;
         rows.iter()
-            .map(|r| Ok(Lease { job: job_from_row(r)?, lease_id: lease }))
+            .map(|r| {
+                Ok(Lease {
+                    job: job_from_row(r)?,
+                    lease_id: lease,
+                })
+            })
             .collect()
     }
 
@@ -344,10 +356,11 @@ impl PgQueue {
                 *usage.running.entry(("key", key)).or_default() += n;
             }
         }
-        let buckets = sqlx::query("SELECT scope, name, tokens, refreshed_at FROM sched_rate_buckets")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db(ACTION))?;
+        let buckets =
+            sqlx::query("SELECT scope, name, tokens, refreshed_at FROM sched_rate_buckets")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db(ACTION))?;
         for r in &buckets {
             let scope: String = r.try_get("scope").map_err(db(ACTION))?;
             let scope: &'static str = match scope.as_str() {
@@ -410,7 +423,12 @@ impl PgQueue {
         }
         tx.commit().await.map_err(db(ACTION))?;
         rows.iter()
-            .map(|r| Ok(Lease { job: job_from_row(r)?, lease_id: lease }))
+            .map(|r| {
+                Ok(Lease {
+                    job: job_from_row(r)?,
+                    lease_id: lease,
+                })
+            })
             .collect()
     }
 }
@@ -473,7 +491,6 @@ async fn listen(pool: PgPool, events: broadcast::Sender<QueueEvent>, limit_cache
     }
 }
 
-
 fn corrupt(col: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
     Error::Internal {
         message: format!("stored value of column {col} could not be read"),
@@ -511,7 +528,10 @@ fn job_from_row(r: &PgRow) -> Result<Job> {
         reason: r.try_get("reason").map_err(db(A))?,
         placement,
         affinity_key: r.try_get("affinity_key").map_err(db(A))?,
-        node_id: r.try_get::<Option<Uuid>, _>("node_id").map_err(db(A))?.map(NodeId),
+        node_id: r
+            .try_get::<Option<Uuid>, _>("node_id")
+            .map_err(db(A))?
+            .map(NodeId),
         created_at: r.try_get("created_at").map_err(db(A))?,
         started_at: r.try_get("started_at").map_err(db(A))?,
         ended_at: r.try_get("ended_at").map_err(db(A))?,
@@ -571,14 +591,19 @@ impl NewCols {
         self.kind.push(j.kind);
         self.payload.push(j.payload);
         self.priority.push(j.priority);
-        self.max_attempts
-            .push(i32::try_from(j.max_attempts).map_err(|_| Error::invalid("max_attempts is too large"))?);
+        self.max_attempts.push(
+            i32::try_from(j.max_attempts)
+                .map_err(|_| Error::invalid("max_attempts is too large"))?,
+        );
         self.run_at.push(j.run_at);
         self.ikey.push(j.idempotency_key);
         self.ckey.push(j.concurrency_key);
         self.req.push(
             j.placement
-                .map(|p| serde_json::to_value(p).map_err(|e| Error::internal(format!("encode placement: {e}"))))
+                .map(|p| {
+                    serde_json::to_value(p)
+                        .map_err(|e| Error::internal(format!("encode placement: {e}")))
+                })
                 .transpose()?,
         );
         self.akey.push(j.affinity_key);
@@ -657,11 +682,13 @@ impl QueueStore for PgQueue {
             .collect();
         let mut by_key: HashMap<String, Uuid> = HashMap::new();
         if !missing_keys.is_empty() {
-            let rows = sqlx::query("SELECT id, idempotency_key FROM sched_jobs WHERE idempotency_key = ANY($1)")
-                .bind(&missing_keys)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db(ACTION))?;
+            let rows = sqlx::query(
+                "SELECT id, idempotency_key FROM sched_jobs WHERE idempotency_key = ANY($1)",
+            )
+            .bind(&missing_keys)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(ACTION))?;
             for r in rows {
                 by_key.insert(
                     r.try_get("idempotency_key").map_err(db(ACTION))?,
@@ -674,25 +701,37 @@ impl QueueStore for PgQueue {
             .zip(&cols.ikey)
             .map(|(id, key)| {
                 if inserted.contains(id) {
-                    return Ok(Enqueued { id: JobId(*id), created: true });
+                    return Ok(Enqueued {
+                        id: JobId(*id),
+                        created: true,
+                    });
                 }
                 key.as_ref()
                     .and_then(|k| by_key.get(k))
-                    .map(|existing| Enqueued { id: JobId(*existing), created: false })
+                    .map(|existing| Enqueued {
+                        id: JobId(*existing),
+                        created: false,
+                    })
                     .ok_or_else(|| {
-                        Error::conflict("a job with the same idempotency key was removed meanwhile; retry")
+                        Error::conflict(
+                            "a job with the same idempotency key was removed meanwhile; retry",
+                        )
                     })
             })
             .collect()
     }
 
     async fn get(&self, id: JobId) -> Result<Job> {
-        let row = sqlx::query(concat!("SELECT ", job_cols!(), " FROM sched_jobs j WHERE j.id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db("read a job"))?
-            .ok_or_else(|| Error::not_found("job", id))?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            job_cols!(),
+            " FROM sched_jobs j WHERE j.id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read a job"))?
+        .ok_or_else(|| Error::not_found("job", id))?;
         job_from_row(&row)
     }
 
@@ -707,11 +746,17 @@ impl QueueStore for PgQueue {
             let more = self.claim_limited(c, max - out.len(), lease).await?;
             out.extend(more);
         }
-        out.sort_by(|a, b| (a.job.priority, a.job.run_at, a.job.id).cmp(&(b.job.priority, b.job.run_at, b.job.id)));
+        out.sort_by(|a, b| {
+            (a.job.priority, a.job.run_at, a.job.id).cmp(&(b.job.priority, b.job.run_at, b.job.id))
+        });
         Ok(out)
     }
 
-    async fn heartbeat(&self, held: &[(JobId, Uuid)], ttl: Duration) -> Result<Vec<HeartbeatStatus>> {
+    async fn heartbeat(
+        &self,
+        held: &[(JobId, Uuid)],
+        ttl: Duration,
+    ) -> Result<Vec<HeartbeatStatus>> {
         const ACTION: &str = "renew leases";
         if held.is_empty() {
             return Ok(Vec::new());
@@ -744,11 +789,13 @@ impl QueueStore for PgQueue {
                 .filter(|(id, l)| !renewed.contains(&(id.0, *l)))
                 .map(|(id, _)| id.0)
                 .collect();
-            let rows = sqlx::query("SELECT id, lease_id FROM sched_jobs WHERE id = ANY($1) AND state = 'canceled'")
-                .bind(&rest)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db(ACTION))?;
+            let rows = sqlx::query(
+                "SELECT id, lease_id FROM sched_jobs WHERE id = ANY($1) AND state = 'canceled'",
+            )
+            .bind(&rest)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(ACTION))?;
             for r in rows {
                 let id: Uuid = r.try_get("id").map_err(db(ACTION))?;
                 let lease: Option<Uuid> = r.try_get("lease_id").map_err(db(ACTION))?;
@@ -777,16 +824,28 @@ impl QueueStore for PgQueue {
             return Ok(Vec::new());
         }
         let n = done.len();
-        let (mut ids, mut leases, mut kinds) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-        let (mut results, mut errors, mut delays) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut ids, mut leases, mut kinds) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut results, mut errors, mut delays) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
         for f in done {
             ids.push(f.job_id.0);
             leases.push(f.lease_id);
             let (k, r, e, d) = match &f.outcome {
                 Outcome::Completed { result } => ("completed", result.clone(), None, 0),
-                Outcome::Retry { error, delay } => ("retry", None, Some(error.clone()), micros(*delay)),
+                Outcome::Retry { error, delay } => {
+                    ("retry", None, Some(error.clone()), micros(*delay))
+                }
                 Outcome::Failed { error } => ("failed", None, Some(error.clone()), 0),
-                Outcome::Snooze { delay, reason } => ("snooze", None, reason.clone(), micros(*delay)),
+                Outcome::Snooze { delay, reason } => {
+                    ("snooze", None, reason.clone(), micros(*delay))
+                }
             };
             kinds.push(k);
             results.push(r);
@@ -842,7 +901,11 @@ impl QueueStore for PgQueue {
         }
         Ok(done
             .iter()
-            .map(|f| applied.get(&f.job_id.0).map_or(FinishResult::Stale, |s| FinishResult::Applied(*s)))
+            .map(|f| {
+                applied
+                    .get(&f.job_id.0)
+                    .map_or(FinishResult::Stale, |s| FinishResult::Applied(*s))
+            })
             .collect())
     }
 
@@ -936,7 +999,11 @@ impl QueueStore for PgQueue {
         )
         .bind(s)
         .bind(n)
-        .bind(limit.max_running.map(|m| i32::try_from(m).unwrap_or(i32::MAX)))
+        .bind(
+            limit
+                .max_running
+                .map(|m| i32::try_from(m).unwrap_or(i32::MAX)),
+        )
         .bind(limit.rate.map(|r| i32::try_from(r.max).unwrap_or(i32::MAX)))
         .bind(limit.rate.map(|r| micros(r.per)))
         .execute(&self.pool)
@@ -978,7 +1045,8 @@ impl QueueStore for PgQueue {
         let schedule = cron::validate(c)?;
         let now = self.now().await?;
         let next = schedule.next_after(now)?;
-        let job = serde_json::to_value(&c.job).map_err(|e| Error::internal(format!("encode a cron job: {e}")))?;
+        let job = serde_json::to_value(&c.job)
+            .map_err(|e| Error::internal(format!("encode a cron job: {e}")))?;
         let row = sqlx::query(
             "INSERT INTO sched_cron (name, schedule, time_zone, job, enabled, next_run_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, now(), now())
@@ -1132,7 +1200,10 @@ impl QueueStore for PgQueue {
         for r in rows {
             let state: String = r.try_get("state").map_err(db("count jobs"))?;
             let n: i64 = r.try_get("n").map_err(db("count jobs"))?;
-            s.add(state.parse().map_err(|e: Error| corrupt("state", e))?, u64::try_from(n).unwrap_or(0));
+            s.add(
+                state.parse().map_err(|e: Error| corrupt("state", e))?,
+                u64::try_from(n).unwrap_or(0),
+            );
         }
         Ok(s)
     }

@@ -94,10 +94,7 @@ mod tests {
         );
         let first = samples[0];
         assert!(samples.iter().any(|d| *d != first), "no jitter at all");
-        let none = RetryPolicy {
-            jitter: 0.0,
-            ..p
-        };
+        let none = RetryPolicy { jitter: 0.0, ..p };
         assert_eq!(none.delay(3), Duration::from_secs(4));
     }
 }

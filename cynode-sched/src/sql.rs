@@ -45,7 +45,10 @@ pub(crate) fn map_sqlx(action: &str, e: sqlx::Error) -> Error {
             let sqlite_code = code.parse::<i32>().ok().map(|c| c & 0xff);
             let sqlite_retryable = matches!(sqlite_code, Some(5 | 6 | 8 | 10 | 13 | 14 | 15));
             if pg_retryable || sqlite_retryable {
-                unavailable(format!("cannot {action}: the database is unavailable or busy"), e)
+                unavailable(
+                    format!("cannot {action}: the database is unavailable or busy"),
+                    e,
+                )
             } else {
                 internal(format!("cannot {action}"), e)
             }
@@ -55,10 +58,16 @@ pub(crate) fn map_sqlx(action: &str, e: sqlx::Error) -> Error {
             e,
         ),
         sqlx::Error::PoolClosed => unavailable(format!("cannot {action}: the queue is closed"), e),
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => {
-            unavailable(format!("cannot {action}: the database connection failed"), e)
-        }
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => unavailable(
+            format!("cannot {action}: the database connection failed"),
+            e,
+        ),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => {
             internal(format!("cannot {action}: stored data could not be read"), e)
         }
         _ => internal(format!("cannot {action}"), e),
@@ -86,7 +95,10 @@ pub(crate) fn map_migrate(e: sqlx::migrate::MigrateError) -> Error {
 pub(crate) const MIGRATIONS_TABLE: &str = "_cynode_sched_migrations";
 
 /// Refuses a schema newer than this build.
-pub(crate) fn check_version(found: Option<i64>, migrator: &sqlx::migrate::Migrator) -> crate::Result<()> {
+pub(crate) fn check_version(
+    found: Option<i64>,
+    migrator: &sqlx::migrate::Migrator,
+) -> crate::Result<()> {
     let supported = migrator.iter().map(|m| m.version).max().unwrap_or(0);
     match found {
         Some(found) if found > supported => Err(Error::SchemaTooNew { found, supported }),

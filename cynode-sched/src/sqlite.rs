@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::broadcast;
@@ -97,22 +98,28 @@ impl SqliteQueue {
             None => {
                 let opts = SqliteConnectOptions::from_str("sqlite::memory:")
                     .map_err(db("open an in-memory SQLite database"))?;
-                let pool = pool(1).connect_with(opts).await.map_err(db("open an in-memory SQLite database"))?;
+                let pool = pool(1)
+                    .connect_with(opts)
+                    .await
+                    .map_err(db("open an in-memory SQLite database"))?;
                 (pool.clone(), pool)
             }
             Some(path) => Self::open_file(path, busy).await?,
         };
         let m = migrator();
-        let exists: bool = sqlx::query_scalar("SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1")
-            .bind(MIGRATIONS_TABLE)
-            .fetch_one(&writer)
-            .await
-            .map_err(db("read the scheduler schema version"))?;
+        let exists: bool = sqlx::query_scalar(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        )
+        .bind(MIGRATIONS_TABLE)
+        .fetch_one(&writer)
+        .await
+        .map_err(db("read the scheduler schema version"))?;
         if exists {
-            let found: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _cynode_sched_migrations")
-                .fetch_one(&writer)
-                .await
-                .map_err(db("read the scheduler schema version"))?;
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT max(version) FROM _cynode_sched_migrations")
+                    .fetch_one(&writer)
+                    .await
+                    .map_err(db("read the scheduler schema version"))?;
             check_version(found, &m)?;
         }
         m.run(&writer).await.map_err(map_migrate)?;
@@ -136,7 +143,10 @@ impl SqliteQueue {
     async fn open_file(path: &Path, busy: Duration) -> Result<(SqlitePool, SqlitePool)> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::Unavailable {
-                message: format!("cannot create the directory {} for the queue database", parent.display()),
+                message: format!(
+                    "cannot create the directory {} for the queue database",
+                    parent.display()
+                ),
                 source: Some(Box::new(e)),
             })?;
         }
@@ -146,7 +156,11 @@ impl SqliteQueue {
             .synchronous(SqliteSynchronous::Full);
         let action = format!("open the SQLite queue database at {}", path.display());
         let writer = pool(1)
-            .connect_with(base.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal))
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal),
+            )
             .await
             .map_err(db(&action))?;
         let reader = pool(4)
@@ -178,7 +192,10 @@ impl SqliteQueue {
     }
 
     async fn write(&self, action: &str) -> Result<Transaction<'static, Sqlite>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db(action))
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db(action))
     }
 
     fn notify(&self, e: QueueEvent) {
@@ -199,35 +216,46 @@ fn pool(max: u32) -> SqlitePoolOptions {
 fn job_from_row(r: &SqliteRow) -> Result<Job> {
     const A: &str = "read a job";
     let g_text = |c: &str| -> Result<String> { r.try_get::<String, _>(c).map_err(db(A)) };
-    let g_opt = |c: &str| -> Result<Option<String>> { r.try_get::<Option<String>, _>(c).map_err(db(A)) };
+    let g_opt =
+        |c: &str| -> Result<Option<String>> { r.try_get::<Option<String>, _>(c).map_err(db(A)) };
     let g_int = |c: &str| -> Result<i64> { r.try_get::<i64, _>(c).map_err(db(A)) };
-    let g_opt_int = |c: &str| -> Result<Option<i64>> { r.try_get::<Option<i64>, _>(c).map_err(db(A)) };
+    let g_opt_int =
+        |c: &str| -> Result<Option<i64>> { r.try_get::<Option<i64>, _>(c).map_err(db(A)) };
     let uuid = |c: &str, s: &str| Uuid::parse_str(s).map_err(|e| corrupt(c, e));
     let json = |c: &str, s: &str| serde_json::from_str::<Value>(s).map_err(|e| corrupt(c, e));
-    let opt_time = |c: &str| -> Result<Option<Timestamp>> { g_opt_int(c)?.map(|v| from_ts(c, v)).transpose() };
+    let opt_time =
+        |c: &str| -> Result<Option<Timestamp>> { g_opt_int(c)?.map(|v| from_ts(c, v)).transpose() };
     Ok(Job {
         id: JobId(uuid("id", &g_text("id")?)?),
         queue: g_text("queue")?,
         kind: g_text("kind")?,
         payload: json("payload", &g_text("payload")?)?,
         priority: i16::try_from(g_int("priority")?).map_err(|e| corrupt("priority", e))?,
-        state: g_text("state")?.parse().map_err(|e: Error| corrupt("state", e))?,
+        state: g_text("state")?
+            .parse()
+            .map_err(|e: Error| corrupt("state", e))?,
         attempt: u32::try_from(g_int("attempt")?).unwrap_or(0),
         max_attempts: u32::try_from(g_int("max_attempts")?).unwrap_or(1),
         run_at: from_ts("run_at", g_int("run_at")?)?,
         idempotency_key: g_opt("idempotency_key")?,
         concurrency_key: g_opt("concurrency_key")?,
-        lease_id: g_opt("lease_id")?.map(|s| uuid("lease_id", &s)).transpose()?,
+        lease_id: g_opt("lease_id")?
+            .map(|s| uuid("lease_id", &s))
+            .transpose()?,
         lease_expires_at: opt_time("lease_expires_at")?,
         worker_id: g_opt("worker_id")?,
         last_error: g_opt("last_error")?,
         result: g_opt("result")?.map(|s| json("result", &s)).transpose()?,
         reason: g_opt("reason")?,
         placement: g_opt("requirements")?
-            .map(|s| serde_json::from_str::<Requirements>(&s).map_err(|e| corrupt("requirements", e)))
+            .map(|s| {
+                serde_json::from_str::<Requirements>(&s).map_err(|e| corrupt("requirements", e))
+            })
             .transpose()?,
         affinity_key: g_opt("affinity_key")?,
-        node_id: g_opt("node_id")?.map(|s| uuid("node_id", &s).map(NodeId)).transpose()?,
+        node_id: g_opt("node_id")?
+            .map(|s| uuid("node_id", &s).map(NodeId))
+            .transpose()?,
         created_at: from_ts("created_at", g_int("created_at")?)?,
         started_at: opt_time("started_at")?,
         ended_at: opt_time("ended_at")?,
@@ -267,14 +295,19 @@ fn cron_from_row(r: &SqliteRow) -> Result<CronEntry> {
 }
 
 /// Inserts one job inside a write transaction; `created: false` for a known key.
-async fn insert_job(tx: &mut Transaction<'static, Sqlite>, j: NewJob, now: Timestamp) -> Result<Enqueued> {
+async fn insert_job(
+    tx: &mut Transaction<'static, Sqlite>,
+    j: NewJob,
+    now: Timestamp,
+) -> Result<Enqueued> {
     const A: &str = "enqueue a job";
     if let Some(k) = &j.idempotency_key {
-        let existing: Option<String> = sqlx::query_scalar("SELECT id FROM sched_jobs WHERE idempotency_key = ?1")
-            .bind(k)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db(A))?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM sched_jobs WHERE idempotency_key = ?1")
+                .bind(k)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db(A))?;
         if let Some(id) = existing {
             return Ok(Enqueued {
                 id: JobId(Uuid::parse_str(&id).map_err(|e| corrupt("id", e))?),
@@ -285,7 +318,9 @@ async fn insert_job(tx: &mut Transaction<'static, Sqlite>, j: NewJob, now: Times
     let id = j.id.map_or_else(Uuid::now_v7, |i| i.0);
     let req = j
         .placement
-        .map(|p| serde_json::to_string(&p).map_err(|e| Error::internal(format!("encode placement: {e}"))))
+        .map(|p| {
+            serde_json::to_string(&p).map_err(|e| Error::internal(format!("encode placement: {e}")))
+        })
         .transpose()?;
     sqlx::query(
         "INSERT INTO sched_jobs (id, queue, kind, payload, priority, state, max_attempts, run_at,
@@ -312,7 +347,10 @@ async fn insert_job(tx: &mut Transaction<'static, Sqlite>, j: NewJob, now: Times
         }
         _ => crate::sql::map_sqlx(A, e),
     })?;
-    Ok(Enqueued { id: JobId(id), created: true })
+    Ok(Enqueued {
+        id: JobId(id),
+        created: true,
+    })
 }
 
 #[async_trait]
@@ -367,12 +405,23 @@ impl QueueStore for SqliteQueue {
         let now = self.now_ts();
         let lease = Uuid::new_v4();
         let mut tx = self.write(A).await?;
-        let limit_rows = sqlx::query("SELECT scope, name, max_running, rate_max, rate_period_us FROM sched_limits")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db(A))?;
-        let set = LimitSet::from_pairs(limit_rows.iter().map(limit_from_row).collect::<Result<Vec<_>>>()?);
-        let scan = if set.is_empty() { i64::from(c.max) } else { LIMITED_SCAN };
+        let limit_rows = sqlx::query(
+            "SELECT scope, name, max_running, rate_max, rate_period_us FROM sched_limits",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db(A))?;
+        let set = LimitSet::from_pairs(
+            limit_rows
+                .iter()
+                .map(limit_from_row)
+                .collect::<Result<Vec<_>>>()?,
+        );
+        let scan = if set.is_empty() {
+            i64::from(c.max)
+        } else {
+            LIMITED_SCAN
+        };
         let rows = sqlx::query(
             "SELECT id, queue, kind, concurrency_key FROM sched_jobs
              WHERE state = 'queued' AND run_at <= ?1
@@ -401,10 +450,12 @@ impl QueueStore for SqliteQueue {
             ids.into_iter().take(max).collect()
         } else {
             let mut usage = Usage::default();
-            let running = sqlx::query("SELECT queue, kind, concurrency_key FROM sched_jobs WHERE state = 'running'")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db(A))?;
+            let running = sqlx::query(
+                "SELECT queue, kind, concurrency_key FROM sched_jobs WHERE state = 'running'",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db(A))?;
             for r in &running {
                 let q: String = r.try_get("queue").map_err(db(A))?;
                 let k: String = r.try_get("kind").map_err(db(A))?;
@@ -426,7 +477,10 @@ impl QueueStore for SqliteQueue {
                     (scope, r.try_get("name").map_err(db(A))?),
                     Bucket {
                         tokens: r.try_get("tokens").map_err(db(A))?,
-                        refreshed_at: from_ts("refreshed_at", r.try_get("refreshed_at").map_err(db(A))?)?,
+                        refreshed_at: from_ts(
+                            "refreshed_at",
+                            r.try_get("refreshed_at").map_err(db(A))?,
+                        )?,
                     },
                 );
             }
@@ -471,13 +525,24 @@ impl QueueStore for SqliteQueue {
         tx.commit().await.map_err(db(A))?;
         let mut out: Vec<Lease> = rows
             .iter()
-            .map(|r| Ok(Lease { job: job_from_row(r)?, lease_id: lease }))
+            .map(|r| {
+                Ok(Lease {
+                    job: job_from_row(r)?,
+                    lease_id: lease,
+                })
+            })
             .collect::<Result<_>>()?;
-        out.sort_by(|a, b| (a.job.priority, a.job.run_at, a.job.id).cmp(&(b.job.priority, b.job.run_at, b.job.id)));
+        out.sort_by(|a, b| {
+            (a.job.priority, a.job.run_at, a.job.id).cmp(&(b.job.priority, b.job.run_at, b.job.id))
+        });
         Ok(out)
     }
 
-    async fn heartbeat(&self, held: &[(JobId, Uuid)], ttl: Duration) -> Result<Vec<HeartbeatStatus>> {
+    async fn heartbeat(
+        &self,
+        held: &[(JobId, Uuid)],
+        ttl: Duration,
+    ) -> Result<Vec<HeartbeatStatus>> {
         const A: &str = "renew leases";
         if held.is_empty() {
             return Ok(Vec::new());
@@ -510,7 +575,11 @@ impl QueueStore for SqliteQueue {
             .fetch_one(&mut *tx)
             .await
             .map_err(db(A))?;
-            out.push(if canceled { HeartbeatStatus::Canceled } else { HeartbeatStatus::Lost });
+            out.push(if canceled {
+                HeartbeatStatus::Canceled
+            } else {
+                HeartbeatStatus::Lost
+            });
         }
         tx.commit().await.map_err(db(A))?;
         Ok(out)
@@ -527,7 +596,12 @@ impl QueueStore for SqliteQueue {
         let mut requeued = BTreeSet::new();
         for f in done {
             let (kind, result, error, delay) = match &f.outcome {
-                Outcome::Completed { result } => ("completed", result.as_ref().map(Value::to_string), None, Duration::ZERO),
+                Outcome::Completed { result } => (
+                    "completed",
+                    result.as_ref().map(Value::to_string),
+                    None,
+                    Duration::ZERO,
+                ),
                 Outcome::Retry { error, delay } => ("retry", None, Some(error.clone()), *delay),
                 Outcome::Failed { error } => ("failed", None, Some(error.clone()), Duration::ZERO),
                 Outcome::Snooze { delay, reason } => ("snooze", None, reason.clone(), *delay),
@@ -715,7 +789,8 @@ impl QueueStore for SqliteQueue {
         let schedule = cron::validate(c)?;
         let now = self.now_ts();
         let next = schedule.next_after(now)?;
-        let job = serde_json::to_string(&c.job).map_err(|e| Error::internal(format!("encode a cron job: {e}")))?;
+        let job = serde_json::to_string(&c.job)
+            .map_err(|e| Error::internal(format!("encode a cron job: {e}")))?;
         let mut tx = self.write(A).await?;
         let row = sqlx::query(
             "INSERT INTO sched_cron (name, schedule, time_zone, job, enabled, next_run_at, created_at, updated_at)
@@ -853,8 +928,12 @@ impl QueueStore for SqliteQueue {
         .fetch_optional(&self.reader)
         .await
         .map_err(db("find a job's co-located node"))?;
-        id.map(|s| Uuid::parse_str(&s).map(NodeId).map_err(|e| corrupt("node_id", e)))
-            .transpose()
+        id.map(|s| {
+            Uuid::parse_str(&s)
+                .map(NodeId)
+                .map_err(|e| corrupt("node_id", e))
+        })
+        .transpose()
     }
 
     async fn stats(&self, queue: Option<&str>) -> Result<QueueStats> {
@@ -868,7 +947,10 @@ impl QueueStore for SqliteQueue {
         for r in rows {
             let state: String = r.try_get("state").map_err(db(A))?;
             let n: i64 = r.try_get("n").map_err(db(A))?;
-            s.add(state.parse().map_err(|e: Error| corrupt("state", e))?, u64::try_from(n).unwrap_or(0));
+            s.add(
+                state.parse().map_err(|e: Error| corrupt("state", e))?,
+                u64::try_from(n).unwrap_or(0),
+            );
         }
         Ok(s)
     }

@@ -56,7 +56,11 @@ pub trait QueueStore: Send + Sync + fmt::Debug {
     async fn claim(&self, claim: &Claim) -> Result<Vec<Lease>>;
 
     /// Renews leases; one status per `(job, lease)` pair, in order.
-    async fn heartbeat(&self, held: &[(JobId, Uuid)], ttl: Duration) -> Result<Vec<HeartbeatStatus>>;
+    async fn heartbeat(
+        &self,
+        held: &[(JobId, Uuid)],
+        ttl: Duration,
+    ) -> Result<Vec<HeartbeatStatus>>;
 
     /// Applies finishes (fenced by lease); one result per finish, in order. A
     /// [`Outcome::Retry`] of a job with no attempts left fails it permanently.

@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::FutureExt;
-use tracing::Instrument;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::model::*;
@@ -402,12 +402,10 @@ impl WorkerHandle {
         let drained =
             tokio::time::timeout(inner.config.shutdown_grace, inner.sem.acquire_many(all)).await;
         if drained.is_err() {
-            let held = inner.held();
-            for h in held.values() {
+            for h in inner.held().values() {
                 h.reason.store(STOP_SHUTDOWN, Ordering::SeqCst);
                 h.token.cancel();
             }
-            drop(held);
             let _ = inner.sem.acquire_many(all).await;
         }
         // Every handler is done; its finish is queued. Close the channel and flush.
@@ -618,35 +616,51 @@ impl Inner {
                         return;
                     }
                     Err(e) => {
-                        self.finish(job_id, lease.lease_id, Outcome::Snooze {
-                            delay: self.config.placement_retry,
-                            reason: Some(format!("placement could not be recorded: {e}")),
-                        });
+                        self.finish(
+                            job_id,
+                            lease.lease_id,
+                            Outcome::Snooze {
+                                delay: self.config.placement_retry,
+                                reason: Some(format!("placement could not be recorded: {e}")),
+                            },
+                        );
                         return;
                     }
                 },
                 Ok(Err(why)) => {
                     tracing::debug!(job = %job_id, reason = %why, "job not placed");
-                    self.finish(job_id, lease.lease_id, Outcome::Snooze {
-                        delay: self.config.placement_retry,
-                        reason: Some(why),
-                    });
+                    self.finish(
+                        job_id,
+                        lease.lease_id,
+                        Outcome::Snooze {
+                            delay: self.config.placement_retry,
+                            reason: Some(why),
+                        },
+                    );
                     return;
                 }
                 Err(e) => {
-                    self.finish(job_id, lease.lease_id, Outcome::Snooze {
-                        delay: self.config.placement_retry,
-                        reason: Some(format!("waiting for the node list: {e}")),
-                    });
+                    self.finish(
+                        job_id,
+                        lease.lease_id,
+                        Outcome::Snooze {
+                            delay: self.config.placement_retry,
+                            reason: Some(format!("waiting for the node list: {e}")),
+                        },
+                    );
                     return;
                 }
             }
         }
 
         let Some(handler) = self.handlers.get(&lease.job.kind).cloned() else {
-            self.finish(job_id, lease.lease_id, Outcome::Failed {
-                error: format!("no handler for kind '{}'", lease.job.kind),
-            });
+            self.finish(
+                job_id,
+                lease.lease_id,
+                Outcome::Failed {
+                    error: format!("no handler for kind '{}'", lease.job.kind),
+                },
+            );
             return;
         };
         let lease_id = lease.lease_id;
@@ -790,7 +804,8 @@ impl Inner {
                 _ = tick.tick() => {}
                 _ = self.stop_all.cancelled() => break,
             }
-            let pairs: Vec<(JobId, Uuid)> = self.held().iter().map(|(id, h)| (*id, h.lease)).collect();
+            let pairs: Vec<(JobId, Uuid)> =
+                self.held().iter().map(|(id, h)| (*id, h.lease)).collect();
             if pairs.is_empty() {
                 continue;
             }

@@ -79,7 +79,10 @@ async fn ledger(url: &str) -> (i64, i64) {
 
 async fn executions(url: &str) -> i64 {
     let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM executions").fetch_one(&mut c).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM executions")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     c.close().await.ok();
     n
 }
@@ -104,7 +107,13 @@ impl Proc {
     fn spawn(mode: &str, url: &str, worker_id: &str) -> Self {
         let exe = std::env::current_exe().unwrap();
         let child = Command::new(exe)
-            .args(["child_entry", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_entry",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, mode)
             .env("CYNODE_SCHED_CHILD_URL", url)
             .env("CYNODE_SCHED_CHILD_ID", worker_id)
@@ -132,7 +141,9 @@ impl Drop for Proc {
 #[test]
 #[ignore = "run as a child process by the fault tests"]
 fn child_entry() {
-    let Ok(mode) = std::env::var(CHILD_ENV) else { return };
+    let Ok(mode) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let url = std::env::var("CYNODE_SCHED_CHILD_URL").unwrap();
     let id = std::env::var("CYNODE_SCHED_CHILD_ID").unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -154,7 +165,11 @@ fn child_entry() {
                 .unwrap(),
             // Runs stress jobs, recording each execution, until killed or done.
             "consumer" => {
-                let pool = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&url).await.unwrap();
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect(&url)
+                    .await
+                    .unwrap();
                 let me = id.clone();
                 Worker::new(q.clone(), fault_config(&id, "stress", 4))
                     .handle("stress", move |ctx: JobContext| {
@@ -198,14 +213,20 @@ fn child_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_never_run_one_job_twice_at_once() {
-    let Some(db) = pg::TestDb::create().await else { return };
+    let Some(db) = pg::TestDb::create().await else {
+        return;
+    };
     let a = queue(&db.url).await;
     let b = queue(&db.url).await;
     install_ledger(&db.url).await;
     let n = 600;
-    a.enqueue_many((0..n).map(|i| NewJob::new("race", json!(i)).queue("race")).collect())
-        .await
-        .unwrap();
+    a.enqueue_many(
+        (0..n)
+            .map(|i| NewJob::new("race", json!(i)).queue("race"))
+            .collect(),
+    )
+    .await
+    .unwrap();
     let running: Arc<Mutex<HashSet<JobId>>> = Arc::default();
     let overlaps = Arc::new(AtomicU64::new(0));
     let runs = Arc::new(AtomicU64::new(0));
@@ -237,20 +258,33 @@ async fn two_replicas_never_run_one_job_twice_at_once() {
     })
     .await;
     let (sa, sb) = (wa.shutdown().await, wb.shutdown().await);
-    assert_eq!(overlaps.load(Ordering::SeqCst), 0, "a job ran on two replicas at once");
+    assert_eq!(
+        overlaps.load(Ordering::SeqCst),
+        0,
+        "a job ran on two replicas at once"
+    );
     assert_eq!(runs.load(Ordering::SeqCst), n as u64, "each job ran once");
     assert_eq!(sa.completed + sb.completed, n as u64);
-    assert!(sa.completed > 0 && sb.completed > 0, "both replicas took work: {sa:?} {sb:?}");
+    assert!(
+        sa.completed > 0 && sb.completed > 0,
+        "both replicas took work: {sa:?} {sb:?}"
+    );
     assert_eq!(ledger(&db.url).await, (n as i64, n as i64));
     db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_leads_to_exactly_one_rerun_after_lease_expiry() {
-    let Some(db) = pg::TestDb::create().await else { return };
+    let Some(db) = pg::TestDb::create().await else {
+        return;
+    };
     let q = queue(&db.url).await;
     install_ledger(&db.url).await;
-    let id = q.enqueue(NewJob::new("hold", json!({})).queue("hold")).await.unwrap().id;
+    let id = q
+        .enqueue(NewJob::new("hold", json!({})).queue("hold"))
+        .await
+        .unwrap()
+        .id;
     let mut child = Proc::spawn("hold", &db.url, "child-holder");
     let q2 = q.clone();
     eventually("the child holds the job", || {
@@ -289,7 +323,10 @@ async fn a_killed_holder_leads_to_exactly_one_rerun_after_lease_expiry() {
     let j = q.get(id).await.unwrap();
     assert_eq!(j.attempt, 2, "the killed attempt counted, then one re-run");
     assert_eq!(j.worker_id.as_deref(), Some("parent"));
-    assert!(j.last_error.unwrap().contains("lease expired"), "re-queued by lease expiry");
+    assert!(
+        j.last_error.unwrap().contains("lease expired"),
+        "re-queued by lease expiry"
+    );
     assert_eq!(reruns.load(Ordering::SeqCst), 1);
     assert_eq!(ledger(&db.url).await, (1, 1));
     db.drop_db().await;
@@ -317,7 +354,8 @@ impl PrivatePg {
 
     fn start() -> Option<Self> {
         let bin = std::path::PathBuf::from(
-            std::env::var("CYNODE_TEST_PG_BIN").unwrap_or_else(|_| "/opt/cynode-pg/pgserver/pginstall/bin".into()),
+            std::env::var("CYNODE_TEST_PG_BIN")
+                .unwrap_or_else(|_| "/opt/cynode-pg/pgserver/pginstall/bin".into()),
         );
         if !bin.join("pg_ctl").exists() {
             assert!(
@@ -328,31 +366,73 @@ impl PrivatePg {
             eprintln!("skipped: no PostgreSQL binaries at {}", bin.display());
             return None;
         }
-        let data = tempfile::Builder::new().prefix("cynode-sched-pg").tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data = tempfile::Builder::new()
+            .prefix("cynode-sched-pg")
+            .tempdir()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         if nix_is_root() {
-            let st = Command::new("chown").args(["-R", "pgrun"]).arg(data.path()).status().unwrap();
+            let st = Command::new("chown")
+                .args(["-R", "pgrun"])
+                .arg(data.path())
+                .status()
+                .unwrap();
             assert!(st.success(), "chown the data directory to pgrun");
         }
         let pg = Self { bin, data, port };
         let dir = pg.data.path().join("d");
-        let out = pg.as_pgrun("initdb", &["-D", dir.to_str().unwrap(), "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let out = pg.as_pgrun(
+            "initdb",
+            &[
+                "-D",
+                dir.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         pg.ctl("start");
         Some(pg)
     }
 
     fn ctl(&self, action: &str) {
         let dir = self.data.path().join("d");
-        let opts = format!("-c listen_addresses=127.0.0.1 -p {} -k {}", self.port, dir.display());
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {}",
+            self.port,
+            dir.display()
+        );
         let log = dir.join("log");
-        let mut args = vec!["-D", dir.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60"];
+        let mut args = vec![
+            "-D",
+            dir.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+        ];
         if action == "restart" {
             args.extend(["-m", "immediate"]);
         }
         args.extend(["-o", &opts, action]);
         let out = self.as_pgrun("pg_ctl", &args);
-        assert!(out.status.success(), "pg_ctl {action}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "pg_ctl {action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn url(&self) -> String {
@@ -363,12 +443,18 @@ impl PrivatePg {
 impl Drop for PrivatePg {
     fn drop(&mut self) {
         let dir = self.data.path().join("d");
-        let _ = self.as_pgrun("pg_ctl", &["-D", dir.to_str().unwrap(), "-m", "immediate", "stop"]);
+        let _ = self.as_pgrun(
+            "pg_ctl",
+            &["-D", dir.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
     }
 }
 
 fn nix_is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +462,9 @@ async fn a_database_crash_restart_loses_no_acknowledged_job() {
     if common::service_env("CYNODE_TEST_PG_URL").is_none() {
         return;
     }
-    let Some(server) = PrivatePg::start() else { return };
+    let Some(server) = PrivatePg::start() else {
+        return;
+    };
     let server = Arc::new(server);
     let url = server.url();
     let q = queue(&url).await;
@@ -390,7 +478,10 @@ async fn a_database_crash_restart_loses_no_acknowledged_job() {
         tokio::spawn(async move {
             let mut i = 0u64;
             while !done.load(Ordering::SeqCst) {
-                match q.enqueue(NewJob::new("stress", json!({"i": i, "ms": 0})).queue("stress")).await {
+                match q
+                    .enqueue(NewJob::new("stress", json!({"i": i, "ms": 0})).queue("stress"))
+                    .await
+                {
                     Ok(e) => acked.lock().unwrap().push(e.id),
                     Err(e) => {
                         assert!(e.is_retryable(), "a lost server is retryable: {e:?}");
@@ -415,7 +506,9 @@ async fn a_database_crash_restart_loses_no_acknowledged_job() {
     // Crash the server (immediate shutdown: no checkpoint, WAL recovery on start).
     let before = acked.lock().unwrap().len();
     let s2 = server.clone();
-    tokio::task::spawn_blocking(move || s2.ctl("restart")).await.unwrap();
+    tokio::task::spawn_blocking(move || s2.ctl("restart"))
+        .await
+        .unwrap();
     let a2 = acked.clone();
     eventually("300 more jobs acknowledged after the restart", || {
         let a2 = a2.clone();
@@ -432,11 +525,19 @@ async fn a_database_crash_restart_loses_no_acknowledged_job() {
         let (q2, ids2) = (q2.clone(), ids2.clone());
         async move {
             for id in ids2.iter().rev().take(50) {
-                if q2.get(*id).await.map(|j| j.state != JobState::Completed).unwrap_or(true) {
+                if q2
+                    .get(*id)
+                    .await
+                    .map(|j| j.state != JobState::Completed)
+                    .unwrap_or(true)
+                {
                     return false;
                 }
             }
-            q2.stats(Some("stress")).await.map(|s| s.queued + s.running == 0).unwrap_or(false)
+            q2.stats(Some("stress"))
+                .await
+                .map(|s| s.queued + s.running == 0)
+                .unwrap_or(false)
         }
     })
     .await;
@@ -454,7 +555,11 @@ async fn a_database_crash_restart_loses_no_acknowledged_job() {
     .fetch_one(&mut c)
     .await
     .unwrap();
-    assert_eq!((rows, distinct), (ids.len() as i64, ids.len() as i64), "each acknowledged job completed once");
+    assert_eq!(
+        (rows, distinct),
+        (ids.len() as i64, ids.len() as i64),
+        "each acknowledged job completed once"
+    );
     eprintln!(
         "restart: {} acknowledged ({} before the crash), {} enqueue calls failed during it",
         ids.len(),
@@ -469,14 +574,20 @@ fn flag() -> Arc<std::sync::atomic::AtomicBool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_two_replicas_eight_consumers_random_kills_each_done_once() {
-    let Some(db) = pg::TestDb::create().await else { return };
+    let Some(db) = pg::TestDb::create().await else {
+        return;
+    };
     let q = queue(&db.url).await;
     install_ledger(&db.url).await;
     let n: u64 = 10_000;
     for start in (0..n).step_by(2000) {
         q.enqueue_many(
             (start..n.min(start + 2000))
-                .map(|i| NewJob::new("stress", json!({"i": i, "ms": 3})).queue("stress").max_attempts(1000))
+                .map(|i| {
+                    NewJob::new("stress", json!({"i": i, "ms": 3}))
+                        .queue("stress")
+                        .max_attempts(1000)
+                })
                 .collect(),
         )
         .await
@@ -491,7 +602,10 @@ async fn ten_thousand_jobs_two_replicas_eight_consumers_random_kills_each_done_o
     let mut rng = rand::rng();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     loop {
-        assert!(tokio::time::Instant::now() < deadline, "the run did not finish in 300 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run did not finish in 300 s"
+        );
         let s = q.stats(Some("stress")).await.unwrap();
         if s.completed == n {
             break;
@@ -502,16 +616,30 @@ async fn ten_thousand_jobs_two_replicas_eight_consumers_random_kills_each_done_o
             procs[r].kill9();
             kills += 1;
             generation[r] += 1;
-            procs[r] = Proc::spawn("consumer", &db.url, &format!("replica-{r}-gen-{}", generation[r]));
+            procs[r] = Proc::spawn(
+                "consumer",
+                &db.url,
+                &format!("replica-{r}-gen-{}", generation[r]),
+            );
         } else {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     drop(procs);
     let s = q.stats(Some("stress")).await.unwrap();
-    assert_eq!(s, QueueStats { completed: n, ..Default::default() });
+    assert_eq!(
+        s,
+        QueueStats {
+            completed: n,
+            ..Default::default()
+        }
+    );
     let (rows, distinct) = ledger(&db.url).await;
-    assert_eq!((rows, distinct), (n as i64, n as i64), "every job completed exactly once");
+    assert_eq!(
+        (rows, distinct),
+        (n as i64, n as i64),
+        "every job completed exactly once"
+    );
     let ran = executions(&db.url).await;
     assert!(ran >= n as i64);
     eprintln!("10k: {kills} kills, {ran} handler executions for {n} jobs (at-least-once delivery)");

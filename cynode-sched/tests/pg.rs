@@ -16,7 +16,9 @@ pub fn with_db(url: &str, db: &str) -> String {
         None => (url, None),
     };
     let authority_end = base.find("://").map_or(0, |i| i + 3);
-    let cut = base[authority_end..].find('/').map_or(base.len(), |i| authority_end + i);
+    let cut = base[authority_end..]
+        .find('/')
+        .map_or(base.len(), |i| authority_end + i);
     let mut out = format!("{}/{}", &base[..cut], db);
     if let Some(q) = query {
         out.push('?');
@@ -34,18 +36,29 @@ impl TestDb {
 
     pub async fn create_on(admin_url: &str) -> Self {
         let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-        let mut c = sqlx::PgConnection::connect(admin_url).await.expect("connect to the test server");
+        let mut c = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("connect to the test server");
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut c)
             .await
             .expect("create a test database");
         c.close().await.ok();
-        Self { url: with_db(admin_url, &name), admin_url: admin_url.to_string(), name }
+        Self {
+            url: with_db(admin_url, &name),
+            admin_url: admin_url.to_string(),
+            name,
+        }
     }
 
     pub async fn exec(&self, sql: &str) {
-        let mut c = sqlx::PgConnection::connect(&self.url).await.expect("connect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string())).execute(&mut c).await.expect("exec");
+        let mut c = sqlx::PgConnection::connect(&self.url)
+            .await
+            .expect("connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .expect("exec");
         c.close().await.ok();
     }
 

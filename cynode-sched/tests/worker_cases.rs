@@ -36,7 +36,11 @@ async fn state_is(q: &Q, id: JobId, s: JobState) -> bool {
 
 pub async fn runs_jobs_and_stores_results(q: Q) {
     let ids: Vec<JobId> = q
-        .enqueue_many((0..40).map(|i| NewJob::new("double", json!({"n": i}))).collect())
+        .enqueue_many(
+            (0..40)
+                .map(|i| NewJob::new("double", json!({"n": i})))
+                .collect(),
+        )
         .await
         .unwrap()
         .into_iter()
@@ -44,7 +48,9 @@ pub async fn runs_jobs_and_stores_results(q: Q) {
         .collect();
     let w = Worker::new(q.clone(), fast_config())
         .handle("double", |ctx: JobContext| async move {
-            let n = ctx.payload()["n"].as_i64().ok_or_else(|| JobError::fatal("no n"))?;
+            let n = ctx.payload()["n"]
+                .as_i64()
+                .ok_or_else(|| JobError::fatal("no n"))?;
             Ok(Some(json!(n * 2)))
         })
         .start()
@@ -63,7 +69,11 @@ pub async fn runs_jobs_and_stores_results(q: Q) {
 }
 
 pub async fn errors_are_retried_then_fail_with_the_last_error(q: Q) {
-    let id = q.enqueue(NewJob::new("flaky", json!({})).max_attempts(3)).await.unwrap().id;
+    let id = q
+        .enqueue(NewJob::new("flaky", json!({})).max_attempts(3))
+        .await
+        .unwrap()
+        .id;
     let calls = Arc::new(AtomicU32::new(0));
     let c2 = calls.clone();
     let w = Worker::new(q.clone(), fast_config())
@@ -92,7 +102,11 @@ pub async fn errors_are_retried_then_fail_with_the_last_error(q: Q) {
 }
 
 pub async fn a_panicking_handler_is_retried(q: Q) {
-    let id = q.enqueue(NewJob::new("panicky", json!({}))).await.unwrap().id;
+    let id = q
+        .enqueue(NewJob::new("panicky", json!({})))
+        .await
+        .unwrap()
+        .id;
     let w = Worker::new(q.clone(), fast_config())
         .handle("panicky", |ctx: JobContext| async move {
             if ctx.attempt() == 1 {
@@ -123,7 +137,11 @@ impl Drop for DropFlag {
 }
 
 pub async fn cancel_stops_a_running_handler(q: Q) {
-    let id = q.enqueue(NewJob::new("forever", json!({}))).await.unwrap().id;
+    let id = q
+        .enqueue(NewJob::new("forever", json!({})))
+        .await
+        .unwrap()
+        .id;
     let started = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicBool::new(false));
     let (s2, d2) = (started.clone(), dropped.clone());
@@ -145,7 +163,10 @@ pub async fn cancel_stops_a_running_handler(q: Q) {
         async move { st.load(Ordering::SeqCst) }
     })
     .await;
-    assert_eq!(q.cancel(id).await.unwrap(), CancelResult::Canceled { was_running: true });
+    assert_eq!(
+        q.cancel(id).await.unwrap(),
+        CancelResult::Canceled { was_running: true }
+    );
     let d = dropped.clone();
     eventually("the handler is stopped", || {
         let d = d.clone();
@@ -174,7 +195,11 @@ pub async fn heartbeats_keep_a_long_job_and_expiry_reruns_an_abandoned_one(q: Q)
         async move { state_is(&q2, long, JobState::Completed).await }
     })
     .await;
-    assert_eq!(q.get(long).await.unwrap().attempt, 1, "renewed, never re-run");
+    assert_eq!(
+        q.get(long).await.unwrap().attempt,
+        1,
+        "renewed, never re-run"
+    );
     w.shutdown().await;
 
     // A job claimed by a holder that vanished (no heartbeats) runs again elsewhere.
@@ -183,7 +208,9 @@ pub async fn heartbeats_keep_a_long_job_and_expiry_reruns_an_abandoned_one(q: Q)
     c.lease_ttl = Duration::from_millis(300);
     let abandoned = q.claim(&c).await.unwrap().remove(0);
     let w = Worker::new(q.clone(), fast_config())
-        .handle("slow", |_ctx: JobContext| async move { Ok(Some(json!("second holder"))) })
+        .handle("slow", |_ctx: JobContext| async move {
+            Ok(Some(json!("second holder")))
+        })
         .start()
         .unwrap();
     let q2 = q.clone();
@@ -195,13 +222,18 @@ pub async fn heartbeats_keep_a_long_job_and_expiry_reruns_an_abandoned_one(q: Q)
     let j = q.get(lost).await.unwrap();
     assert_eq!(j.attempt, 2);
     assert_eq!(j.result, Some(json!("second holder")));
-    assert_eq!(crate::common::complete(&q, &abandoned).await, FinishResult::Stale);
+    assert_eq!(
+        crate::common::complete(&q, &abandoned).await,
+        FinishResult::Stale
+    );
     w.shutdown().await;
 }
 
 pub async fn graceful_shutdown_finishes_running_and_releases_buffered(q: Q) {
     let n = 12;
-    q.enqueue_many((0..n).map(|i| NewJob::new("nap", json!(i))).collect()).await.unwrap();
+    q.enqueue_many((0..n).map(|i| NewJob::new("nap", json!(i))).collect())
+        .await
+        .unwrap();
     let started = Arc::new(AtomicU32::new(0));
     let s2 = started.clone();
     let mut cfg = fast_config();
@@ -232,7 +264,10 @@ pub async fn graceful_shutdown_finishes_running_and_releases_buffered(q: Q) {
     assert_eq!(s.completed + s.queued, n);
     // Released jobs did not use up an attempt.
     let again = q.claim(&crate::common::claim(100)).await.unwrap();
-    assert!(again.iter().all(|l| l.job.attempt == 1), "released jobs keep their attempts");
+    assert!(
+        again.iter().all(|l| l.job.attempt == 1),
+        "released jobs keep their attempts"
+    );
 }
 
 #[derive(Debug)]
@@ -262,9 +297,16 @@ fn node(slug: &str, gpu: bool) -> NodeInfo {
 
 pub async fn unplaceable_jobs_wait_with_a_reason_then_run_on_a_fitting_node(q: Q) {
     let dir = Arc::new(Nodes(Mutex::new(vec![node("cpu-1", false)])));
-    let req = Requirements { gpu: true, ..Default::default() };
+    let req = Requirements {
+        gpu: true,
+        ..Default::default()
+    };
     let id = q
-        .enqueue(NewJob::new("train", json!({})).placement(req).affinity_key("task-1"))
+        .enqueue(
+            NewJob::new("train", json!({}))
+                .placement(req)
+                .affinity_key("task-1"),
+        )
         .await
         .unwrap()
         .id;
@@ -288,7 +330,7 @@ pub async fn unplaceable_jobs_wait_with_a_reason_then_run_on_a_fitting_node(q: Q
     })
     .await;
     let j = q.get(id).await.unwrap();
-    assert_eq!(j.state.is_terminal(), false);
+    assert!(!j.state.is_terminal());
     assert_eq!(
         j.reason.as_deref(),
         Some("waiting for a worker node (needs a GPU): cpu-1: no GPU")
@@ -311,12 +353,30 @@ pub async fn unplaceable_jobs_wait_with_a_reason_then_run_on_a_fitting_node(q: Q
 }
 
 pub async fn worker_config_is_checked(q: Q) {
-    let bad = WorkerConfig { concurrency: 0, ..WorkerConfig::default() };
-    assert_eq!(Worker::new(q.clone(), bad).start().unwrap_err().kind(), "invalid_input");
-    let bad = WorkerConfig { heartbeat_interval: Duration::from_secs(60), ..WorkerConfig::default() };
-    assert_eq!(Worker::new(q.clone(), bad).start().unwrap_err().kind(), "invalid_input");
-    let bad = WorkerConfig { queues: vec![], ..WorkerConfig::default() };
-    assert_eq!(Worker::new(q, bad).start().unwrap_err().kind(), "invalid_input");
+    let bad = WorkerConfig {
+        concurrency: 0,
+        ..WorkerConfig::default()
+    };
+    assert_eq!(
+        Worker::new(q.clone(), bad).start().unwrap_err().kind(),
+        "invalid_input"
+    );
+    let bad = WorkerConfig {
+        heartbeat_interval: Duration::from_secs(60),
+        ..WorkerConfig::default()
+    };
+    assert_eq!(
+        Worker::new(q.clone(), bad).start().unwrap_err().kind(),
+        "invalid_input"
+    );
+    let bad = WorkerConfig {
+        queues: vec![],
+        ..WorkerConfig::default()
+    };
+    assert_eq!(
+        Worker::new(q, bad).start().unwrap_err().kind(),
+        "invalid_input"
+    );
 }
 
 #[macro_export]
