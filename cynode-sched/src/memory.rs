@@ -16,6 +16,9 @@ use crate::model::*;
 use crate::store::QueueStore;
 use crate::{Error, JobId, NodeId, Result, Timestamp};
 
+/// How many queued jobs one claim under limits looks at.
+const LIMITED_SCAN: usize = 1000;
+
 /// Order of runnable jobs within a queue.
 type ReadyKey = (i16, Timestamp, JobId);
 
@@ -240,8 +243,9 @@ impl QueueStore for MemoryQueue {
                     }
                     cands.push(*k);
                     taken += 1;
-                    // Limited jobs may be skipped; look further than `max` when limits exist.
-                    if taken >= max && limits.is_empty() {
+                    // Limited jobs may be skipped: look further than `max` when limits
+                    // exist, but not without bound.
+                    if (taken >= max && limits.is_empty()) || taken >= LIMITED_SCAN {
                         break;
                     }
                 }

@@ -230,29 +230,47 @@ impl PgQueue {
     }
 
     async fn claim_fast(&self, c: &Claim, max: i64, lease: Uuid) -> Result<Vec<Lease>> {
-        // Jobs some limit applies to are left to the limited path.
-        let sql = concat!(
-            "WITH c AS (
-                 SELECT j.id FROM sched_jobs j
-                 WHERE j.state = 'queued' AND j.queue = ANY($1) AND j.run_at <= now()
-                   AND (cardinality($2::text[]) = 0 OR j.kind = ANY($2))
-                   AND NOT EXISTS (
-                       SELECT 1 FROM sched_limits l
-                       WHERE (l.scope = 'queue' AND l.name = j.queue)
-                          OR (l.scope = 'kind' AND l.name = j.kind)
-                          OR (j.concurrency_key IS NOT NULL
-                              AND (l.scope = 'each_key' OR (l.scope = 'key' AND l.name = j.concurrency_key))))
-                 ORDER BY j.priority, j.run_at, j.id
-                 LIMIT $3
-                 FOR UPDATE OF j SKIP LOCKED
-             )
-             UPDATE sched_jobs j SET state = 'running', attempt = j.attempt + 1, lease_id = $4,
-                    lease_expires_at = now() + $5 * interval '1 microsecond', worker_id = $6,
-                    started_at = now(), updated_at = now()
-             FROM c WHERE j.id = c.id
-             RETURNING ",
-            job_cols!()
-        );
+        // Jobs some limit applies to are left to the limited path. With one queue the
+        // ready index gives the claim order directly; with several, each queue's head
+        // is read through the index and the heads are merged.
+        macro_rules! runnable {
+            ($queue:literal) => {
+                concat!(
+                    "SELECT j.id, j.priority, j.run_at FROM sched_jobs j
+                     WHERE j.state = 'queued' AND j.queue = ", $queue, " AND j.run_at <= now()
+                       AND (cardinality($2::text[]) = 0 OR j.kind = ANY($2))
+                       AND NOT EXISTS (
+                           SELECT 1 FROM sched_limits l
+                           WHERE (l.scope = 'queue' AND l.name = j.queue)
+                              OR (l.scope = 'kind' AND l.name = j.kind)
+                              OR (j.concurrency_key IS NOT NULL
+                                  AND (l.scope = 'each_key' OR (l.scope = 'key' AND l.name = j.concurrency_key))))
+                     ORDER BY j.priority, j.run_at, j.id
+                     LIMIT $3
+                     FOR UPDATE OF j SKIP LOCKED"
+                )
+            };
+        }
+        macro_rules! claim_sql {
+            ($pick:expr) => {
+                concat!(
+                    "WITH c AS (", $pick, ")
+                     UPDATE sched_jobs j SET state = 'running', attempt = j.attempt + 1, lease_id = $4,
+                            lease_expires_at = now() + $5 * interval '1 microsecond', worker_id = $6,
+                            started_at = now(), updated_at = now()
+                     FROM c WHERE j.id = c.id
+                     RETURNING ",
+                    job_cols!()
+                )
+            };
+        }
+        const ONE: &str = claim_sql!(runnable!("($1::text[])[1]"));
+        const MANY: &str = claim_sql!(concat!(
+            "SELECT x.id FROM unnest($1::text[]) AS qn(q) CROSS JOIN LATERAL (",
+            runnable!("qn.q"),
+            ") x ORDER BY x.priority, x.run_at, x.id LIMIT $3"
+        ));
+        let sql = if c.queues.len() == 1 { ONE } else { MANY };
         let rows = sqlx::query(sql)
             .bind(&c.queues)
             .bind(&c.kinds)

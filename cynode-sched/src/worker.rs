@@ -506,15 +506,24 @@ impl Inner {
         let refill_at = c.prefetch / 2;
         let kinds: Vec<String> = self.handlers.keys().cloned().collect();
         let mut buffer: VecDeque<(Lease, CancellationToken, Arc<AtomicU8>)> = VecDeque::new();
+        // A claim runs in its own task so handlers keep being fed while it is in flight.
+        let mut pending: Option<(JoinHandle<Result<Vec<Lease>>>, usize)> = None;
+        // Whether there may be claimable work: set by wake-ups, polls, freed slots and
+        // full batches; cleared when a claim starts.
+        let mut want = true;
         let mut backoff = Duration::from_millis(50);
-        'outer: loop {
+        let mut not_before: Option<tokio::time::Instant> = None;
+        loop {
             if self.stop_fetch.is_cancelled() {
                 break;
             }
-            if buffer.len() <= refill_at {
+            let ready = not_before.is_none_or(|t| tokio::time::Instant::now() >= t);
+            if pending.is_none() && want && ready && buffer.len() <= refill_at && !kinds.is_empty()
+            {
                 let running = c.concurrency - self.sem.available_permits().min(c.concurrency);
                 let room = capacity.saturating_sub(buffer.len() + running);
-                if room > 0 && !kinds.is_empty() {
+                if room > 0 {
+                    want = false;
                     let claim = Claim {
                         queues: c.queues.clone(),
                         kinds: kinds.clone(),
@@ -522,9 +531,33 @@ impl Inner {
                         worker_id: c.worker_id.clone(),
                         lease_ttl: c.lease_ttl,
                     };
-                    match self.store.claim(&claim).await {
-                        Ok(leases) => {
+                    let store = self.store.clone();
+                    pending = Some((tokio::spawn(async move { store.claim(&claim).await }), room));
+                }
+            }
+            let wait = async {
+                match pending.as_mut() {
+                    Some((h, _)) => Some(h.await),
+                    None => std::future::pending().await,
+                }
+            };
+            let retry_in = not_before.map_or(c.poll_interval, |t| {
+                t.saturating_duration_since(tokio::time::Instant::now())
+                    .min(c.poll_interval)
+            });
+            let dispatch = !buffer.is_empty();
+            tokio::select! {
+                biased;
+                _ = self.stop_fetch.cancelled() => break,
+                r = wait => {
+                    let asked = pending.take().map_or(0, |p| p.1);
+                    match r {
+                        Some(Ok(Ok(leases))) => {
                             backoff = Duration::from_millis(50);
+                            not_before = None;
+                            if leases.len() >= asked {
+                                want = true;
+                            }
                             let mut held = self.held();
                             for l in leases {
                                 let token = self.stop_all.child_token();
@@ -540,46 +573,50 @@ impl Inner {
                                 buffer.push_back((l, token, reason));
                             }
                         }
-                        Err(e) => {
+                        Some(Ok(Err(e))) => {
                             tracing::warn!(error = %e, "claiming jobs failed; retrying");
-                            tokio::select! {
-                                _ = tokio::time::sleep(backoff) => {}
-                                _ = self.stop_fetch.cancelled() => break 'outer,
-                            }
+                            not_before = Some(tokio::time::Instant::now() + backoff);
                             backoff = (backoff * 2).min(Duration::from_secs(5));
-                            continue;
+                            want = true;
                         }
+                        Some(Err(e)) => {
+                            tracing::error!(error = %e, "the claim task failed");
+                            want = true;
+                        }
+                        None => {}
                     }
                 }
-            }
-            if buffer.is_empty() {
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(c.poll_interval) => {}
-                    _ = self.stop_fetch.cancelled() => break,
+                p = self.sem.clone().acquire_owned(), if dispatch => {
+                    let Ok(permit) = p else { break };
+                    let Some((lease, token, reason)) = buffer.pop_front() else {
+                        continue;
+                    };
+                    let me = self.clone();
+                    let span = tracing::debug_span!("job", id = %lease.job.id, kind = %lease.job.kind, attempt = lease.job.attempt);
+                    tokio::spawn(
+                        async move {
+                            me.run_job(lease, token, reason).await;
+                            drop(permit);
+                            me.wake.notify_one();
+                        }
+                        .instrument(span),
+                    );
                 }
-                continue;
+                _ = self.wake.notified() => want = true,
+                _ = tokio::time::sleep(retry_in), if !dispatch => want = true,
             }
-            let permit = tokio::select! {
-                p = self.sem.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                _ = self.stop_fetch.cancelled() => break,
-            };
-            let Some((lease, token, reason)) = buffer.pop_front() else {
-                continue;
-            };
-            let me = self.clone();
-            let span = tracing::debug_span!("job", id = %lease.job.id, kind = %lease.job.kind, attempt = lease.job.attempt);
-            tokio::spawn(
-                async move {
-                    me.run_job(lease, token, reason).await;
-                    drop(permit);
-                    me.wake.notify_one();
-                }
-                .instrument(span),
-            );
+        }
+        // A claim still in flight is waited for, so its jobs are put back too.
+        if let Some((h, _)) = pending.take()
+            && let Ok(Ok(leases)) = h.await
+        {
+            for l in leases {
+                buffer.push_back((
+                    l,
+                    CancellationToken::new(),
+                    Arc::new(AtomicU8::new(STOP_NONE)),
+                ));
+            }
         }
         // Put back what was claimed but never started.
         for (l, _, _) in buffer {

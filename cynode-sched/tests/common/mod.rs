@@ -212,6 +212,22 @@ pub async fn priority_run_at_and_kinds_order_claims(q: Q) {
     );
     assert_eq!(q.get(delayed).await.unwrap().state, JobState::Queued);
     assert_eq!(q.get(other_queue).await.unwrap().state, JobState::Queued);
+    // Several queues at once: merged in claim order.
+    let also = q
+        .enqueue(job("a").queue("third").priority(-5))
+        .await
+        .unwrap()
+        .id;
+    let mut both = claim(10);
+    both.queues = vec!["default".into(), "elsewhere".into(), "third".into()];
+    let got: Vec<JobId> = q
+        .claim(&both)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.job.id)
+        .collect();
+    assert_eq!(got, vec![also, other_queue]);
 }
 
 pub async fn claim_starts_a_lease_and_counts_the_attempt(q: Q) {
