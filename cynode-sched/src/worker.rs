@@ -298,6 +298,7 @@ impl Worker {
         }
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
+            epoch: tokio::time::Instant::now(),
             store: self.store,
             handlers: self.handlers,
             nodes: self.nodes,
@@ -441,6 +442,9 @@ impl Drop for WorkerHandle {
     }
 }
 
+/// A claimed job waiting for a free handler slot.
+type Buffered = (Lease, CancellationToken, Arc<AtomicU8>, Arc<AtomicU64>);
+
 const STOP_NONE: u8 = 0;
 const STOP_CANCELED: u8 = 1;
 const STOP_LOST: u8 = 2;
@@ -452,9 +456,15 @@ struct Held {
     lease: Uuid,
     token: CancellationToken,
     reason: Arc<AtomicU8>,
+    /// Local time (ms since `Inner::epoch`) by which the lease may have run out: the
+    /// send time of the claim or of the last successful renewal, plus the lease, minus
+    /// a safety margin. Past it the handler is stopped even if no heartbeat got through,
+    /// so a stalled or cut-off holder never overlaps with the job's next holder.
+    deadline: Arc<AtomicU64>,
 }
 
 struct Inner {
+    epoch: tokio::time::Instant,
     store: Arc<dyn QueueStore>,
     config: WorkerConfig,
     handlers: HashMap<String, Arc<dyn Handler>>,
@@ -471,6 +481,17 @@ struct Inner {
 impl Inner {
     fn held(&self) -> MutexGuard<'_, HashMap<JobId, Held>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Milliseconds since the worker started.
+    fn millis(&self, t: tokio::time::Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The local lease deadline for a lease granted (or renewed) by a call sent at `sent`.
+    fn deadline_after(&self, sent: tokio::time::Instant) -> u64 {
+        let ttl = self.config.lease_ttl;
+        self.millis(sent + ttl - ttl / 10)
     }
 
     fn finish_tx_take(&self) {
@@ -505,7 +526,7 @@ impl Inner {
         let capacity = c.concurrency + c.prefetch;
         let refill_at = c.prefetch / 2;
         let kinds: Vec<String> = self.handlers.keys().cloned().collect();
-        let mut buffer: VecDeque<(Lease, CancellationToken, Arc<AtomicU8>)> = VecDeque::new();
+        let mut buffer: VecDeque<Buffered> = VecDeque::new();
         // A claim runs in its own task so handlers keep being fed while it is in flight.
         let mut pending: Option<(JoinHandle<Result<Vec<Lease>>>, usize)> = None;
         // Whether there may be claimable work: set by wake-ups, polls, freed slots and
@@ -513,6 +534,7 @@ impl Inner {
         let mut want = true;
         let mut backoff = Duration::from_millis(50);
         let mut not_before: Option<tokio::time::Instant> = None;
+        let mut claim_sent = tokio::time::Instant::now();
         loop {
             if self.stop_fetch.is_cancelled() {
                 break;
@@ -532,6 +554,7 @@ impl Inner {
                         lease_ttl: c.lease_ttl,
                     };
                     let store = self.store.clone();
+                    claim_sent = tokio::time::Instant::now();
                     pending = Some((tokio::spawn(async move { store.claim(&claim).await }), room));
                 }
             }
@@ -558,19 +581,22 @@ impl Inner {
                             if leases.len() >= asked {
                                 want = true;
                             }
+                            let deadline = self.deadline_after(claim_sent);
                             let mut held = self.held();
                             for l in leases {
                                 let token = self.stop_all.child_token();
                                 let reason = Arc::new(AtomicU8::new(STOP_NONE));
+                                let until = Arc::new(AtomicU64::new(deadline));
                                 held.insert(
                                     l.job.id,
                                     Held {
                                         lease: l.lease_id,
                                         token: token.clone(),
                                         reason: reason.clone(),
+                                        deadline: until.clone(),
                                     },
                                 );
-                                buffer.push_back((l, token, reason));
+                                buffer.push_back((l, token, reason, until));
                             }
                         }
                         Some(Ok(Err(e))) => {
@@ -588,14 +614,14 @@ impl Inner {
                 }
                 p = self.sem.clone().acquire_owned(), if dispatch => {
                     let Ok(permit) = p else { break };
-                    let Some((lease, token, reason)) = buffer.pop_front() else {
+                    let Some((lease, token, reason, until)) = buffer.pop_front() else {
                         continue;
                     };
                     let me = self.clone();
                     let span = tracing::debug_span!("job", id = %lease.job.id, kind = %lease.job.kind, attempt = lease.job.attempt);
                     tokio::spawn(
                         async move {
-                            me.run_job(lease, token, reason).await;
+                            me.run_job(lease, token, reason, until).await;
                             drop(permit);
                             me.wake.notify_one();
                         }
@@ -615,11 +641,12 @@ impl Inner {
                     l,
                     CancellationToken::new(),
                     Arc::new(AtomicU8::new(STOP_NONE)),
+                    Arc::new(AtomicU64::new(0)),
                 ));
             }
         }
         // Put back what was claimed but never started.
-        for (l, _, _) in buffer {
+        for (l, _, _, _) in buffer {
             self.counters.snoozed.fetch_add(1, Ordering::Relaxed);
             self.send_finish(Finish {
                 job_id: l.job.id,
@@ -632,7 +659,13 @@ impl Inner {
         }
     }
 
-    async fn run_job(&self, lease: Lease, token: CancellationToken, reason: Arc<AtomicU8>) {
+    async fn run_job(
+        &self,
+        lease: Lease,
+        token: CancellationToken,
+        reason: Arc<AtomicU8>,
+        until: Arc<AtomicU64>,
+    ) {
         let job_id = lease.job.id;
         if token.is_cancelled() {
             // Canceled or lost while buffered: nothing to run or to finish.
@@ -708,9 +741,23 @@ impl Inner {
             token: token.clone(),
         };
         let fut = AssertUnwindSafe(handler.run(ctx)).catch_unwind();
+        let guard = async {
+            loop {
+                let at = self.epoch + Duration::from_millis(until.load(Ordering::SeqCst));
+                if tokio::time::Instant::now() >= at {
+                    return;
+                }
+                tokio::time::sleep_until(at).await;
+            }
+        };
         let res = tokio::select! {
             r = fut => Some(r),
             _ = token.cancelled() => None,
+            _ = guard => {
+                tracing::warn!(job = %job_id, "lease not renewed in time; stopping the attempt");
+                reason.store(STOP_LOST, Ordering::SeqCst);
+                None
+            }
         };
         let outcome = match res {
             None => match reason.load(Ordering::SeqCst) {
@@ -846,12 +893,19 @@ impl Inner {
             if pairs.is_empty() {
                 continue;
             }
+            let sent = tokio::time::Instant::now();
             match self.store.heartbeat(&pairs, self.config.lease_ttl).await {
                 Ok(statuses) => {
+                    let deadline = self.deadline_after(sent);
                     let held = self.held();
                     for ((id, lease), s) in pairs.iter().zip(statuses) {
                         let why = match s {
-                            HeartbeatStatus::Renewed => continue,
+                            HeartbeatStatus::Renewed => {
+                                if let Some(h) = held.get(id).filter(|h| h.lease == *lease) {
+                                    h.deadline.fetch_max(deadline, Ordering::SeqCst);
+                                }
+                                continue;
+                            }
                             HeartbeatStatus::Canceled => STOP_CANCELED,
                             HeartbeatStatus::Lost => STOP_LOST,
                         };

@@ -14,8 +14,8 @@ pub fn fast_config() -> WorkerConfig {
     WorkerConfig {
         concurrency: 4,
         prefetch: 4,
-        lease_ttl: Duration::from_millis(600),
-        heartbeat_interval: Duration::from_millis(150),
+        lease_ttl: Duration::from_millis(1000),
+        heartbeat_interval: Duration::from_millis(200),
         poll_interval: Duration::from_millis(50),
         reap_interval: Duration::from_millis(100),
         cron_interval: Duration::from_millis(100),
@@ -184,7 +184,7 @@ pub async fn heartbeats_keep_a_long_job_and_expiry_reruns_an_abandoned_one(q: Q)
     let long = q.enqueue(NewJob::new("slow", json!({}))).await.unwrap().id;
     let w = Worker::new(q.clone(), fast_config())
         .handle("slow", |_ctx: JobContext| async move {
-            tokio::time::sleep(Duration::from_millis(2000)).await;
+            tokio::time::sleep(Duration::from_millis(3000)).await;
             Ok(None)
         })
         .start()
