@@ -751,6 +751,7 @@ impl Inner {
             }
         };
         let res = tokio::select! {
+            biased;
             r = fut => Some(r),
             _ = token.cancelled() => None,
             _ = guard => {
