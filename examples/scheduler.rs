@@ -7,46 +7,41 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cynode_sched::{JobContext, JobError, NewJob, QueueStore, SqliteQueue, Worker, WorkerConfig};
+use cynode_sched::{JobContext, JobError, JobResult, NewJob, QueueStore, SqliteQueue};
+use cynode_sched::{Worker, WorkerConfig};
 use serde_json::json;
+
+/// The handler: greets by name; the first attempt for Linus fails and is retried.
+async fn greet(ctx: JobContext) -> JobResult {
+    let name = ctx.payload()["name"]
+        .as_str()
+        .ok_or_else(|| JobError::fatal("no name"))?;
+    if name == "Linus" && ctx.attempt() == 1 {
+        return Err(JobError::retry_after(
+            "flaky network",
+            Duration::from_millis(100),
+        ));
+    }
+    Ok(Some(json!(format!(
+        "hello, {name} (attempt {})",
+        ctx.attempt()
+    ))))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("cynode-sched-example-{}", std::process::id()));
     let queue = Arc::new(SqliteQueue::open_path(dir.join("queue.db")).await?);
-
     let mut ids = Vec::new();
     for name in ["Ada", "Grace", "Linus", "Ada"] {
         let job = NewJob::new("greet", json!({ "name": name })).idempotency_key(name);
         let e = queue.enqueue(job).await?;
-        if e.created {
-            ids.push(e.id);
-        }
+        ids.extend(e.created.then_some(e.id));
     }
 
-    let config = WorkerConfig {
-        concurrency: 2,
-        poll_interval: Duration::from_millis(50),
-        ..Default::default()
-    };
-    let worker = Worker::new(queue.clone(), config)
-        .handle("greet", |ctx: JobContext| async move {
-            let name = ctx.payload()["name"]
-                .as_str()
-                .ok_or_else(|| JobError::fatal("no name"))?;
-            if name == "Linus" && ctx.attempt() == 1 {
-                return Err(JobError::retry_after(
-                    "flaky network",
-                    Duration::from_millis(100),
-                ));
-            }
-            Ok(Some(json!(format!(
-                "hello, {name} (attempt {})",
-                ctx.attempt()
-            ))))
-        })
+    let worker = Worker::new(queue.clone(), WorkerConfig::default())
+        .handle("greet", greet)
         .start()?;
-
     while queue.stats(None).await?.completed < ids.len() as u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -54,12 +49,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for id in ids {
         let job = queue.get(id).await?;
-        println!(
-            "{} {}: {}",
-            job.kind,
-            job.state,
-            job.result.unwrap_or_default()
-        );
+        let result = job.result.unwrap_or_default();
+        println!("{} {}: {result}", job.kind, job.state);
     }
     println!("completed {}, retried {}", stats.completed, stats.retried);
     queue.close().await;
