@@ -101,7 +101,9 @@ podman_start() {
   CYN_PODMAN_SOCK=$1/podman.sock
   CYN_PODMAN_LOG=$1/podman-service.log
   say "starting the Podman API service on unix://$CYN_PODMAN_SOCK"
-  podman system service --time=0 "unix://$CYN_PODMAN_SOCK" </dev/null >"$CYN_PODMAN_LOG" 2>&1 &
+  # Started from the run directory: conmon drops files such as `oom` into the service's
+  # working directory when a container is killed for memory.
+  (cd "$1" && exec podman system service --time=0 "unix://$CYN_PODMAN_SOCK" </dev/null >"$CYN_PODMAN_LOG" 2>&1) &
   CYN_PODMAN_PID=$!
   echo "$CYN_PODMAN_PID" >"$1/podman.pid" # for reap_stale_runs, should this run be killed
   for _ in $(seq 1 300); do
