@@ -8,7 +8,10 @@ use serde_json::Value;
 
 use super::{
     error::RouterError,
-    http::{Call, HttpClient, Lines, check_base_url, join, secret_header, sse_events},
+    http::{
+        Call, HttpClient, Lines, StreamItem, check_base_url, into_chat_stream, join, model_ids,
+        secret_header, sse_events,
+    },
     provider::{ModelProvider, ProviderKind},
     types::{
         ChatDelta, ChatRequest, ChatResponse, ChatStream, ModelInfo, Role, Usage, normalise_finish,
@@ -137,19 +140,13 @@ impl Anthropic {
     }
 }
 
-/// Decoded stream element.
-enum Ev {
-    Delta(ChatDelta),
-    Skip,
-    Stop,
-    Failed(RouterError),
-}
-
-fn parse_event(provider: &str, input_tokens: &mut u64, data: &str) -> Ev {
+fn parse_event(provider: &str, input_tokens: &mut u64, data: &str) -> StreamItem {
     let v: Value = match serde_json::from_str(data) {
         Ok(v) => v,
-        Err(_) if data.trim().is_empty() => return Ev::Skip,
-        Err(_) => return Ev::Failed(RouterError::protocol(provider, "stream event is not JSON")),
+        Err(_) if data.trim().is_empty() => return StreamItem::Skip,
+        Err(_) => {
+            return StreamItem::Failed(RouterError::protocol(provider, "stream event is not JSON"));
+        }
     };
     match v.get("type").and_then(Value::as_str).unwrap_or_default() {
         "message_start" => {
@@ -157,16 +154,16 @@ fn parse_event(provider: &str, input_tokens: &mut u64, data: &str) -> Ev {
                 .pointer("/message/usage/input_tokens")
                 .and_then(Value::as_u64)
                 .unwrap_or(0);
-            Ev::Skip
+            StreamItem::Skip
         }
         "content_block_delta" => match v.pointer("/delta/text").and_then(Value::as_str) {
-            Some(t) if !t.is_empty() => Ev::Delta(ChatDelta {
+            Some(t) if !t.is_empty() => StreamItem::Delta(ChatDelta {
                 content: t.to_string(),
                 ..Default::default()
             }),
-            _ => Ev::Skip,
+            _ => StreamItem::Skip,
         },
-        "message_delta" => Ev::Delta(ChatDelta {
+        "message_delta" => StreamItem::Delta(ChatDelta {
             content: String::new(),
             finish_reason: v
                 .pointer("/delta/stop_reason")
@@ -180,13 +177,13 @@ fn parse_event(provider: &str, input_tokens: &mut u64, data: &str) -> Ev {
                     .unwrap_or(0),
             }),
         }),
-        "message_stop" => Ev::Stop,
+        "message_stop" => StreamItem::Done,
         "error" => {
             let kind = v
                 .pointer("/error/type")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            Ev::Failed(if kind == "overloaded_error" || kind == "api_error" {
+            StreamItem::Failed(if kind == "overloaded_error" || kind == "api_error" {
                 RouterError::Unavailable {
                     provider: provider.to_string(),
                     message: format!("provider reported {kind} mid-stream"),
@@ -196,7 +193,7 @@ fn parse_event(provider: &str, input_tokens: &mut u64, data: &str) -> Ev {
                 RouterError::protocol(provider, format!("provider reported {kind} mid-stream"))
             })
         }
-        _ => Ev::Skip,
+        _ => StreamItem::Skip,
     }
 }
 
@@ -263,23 +260,14 @@ impl ModelProvider for Anthropic {
             )
             .await?;
         let provider = self.name.clone();
-        let stream = sse_events(Lines::new(resp, &call))
-            .scan(0u64, move |input_tokens, ev| {
-                let out = match ev {
-                    Ok(ev) => parse_event(&provider, input_tokens, &ev.data),
-                    Err(e) => Ev::Failed(e),
-                };
-                futures::future::ready(Some(out))
-            })
-            .take_while(|e| futures::future::ready(!matches!(e, Ev::Stop)))
-            .filter_map(|e| {
-                futures::future::ready(match e {
-                    Ev::Delta(d) => Some(Ok(d)),
-                    Ev::Failed(err) => Some(Err(err)),
-                    Ev::Skip | Ev::Stop => None,
-                })
-            });
-        Ok(Box::pin(stream))
+        let stream = sse_events(Lines::new(resp, &call)).scan(0u64, move |input_tokens, ev| {
+            let out = match ev {
+                Ok(ev) => parse_event(&provider, input_tokens, &ev.data),
+                Err(e) => StreamItem::Failed(e),
+            };
+            futures::future::ready(Some(out))
+        });
+        Ok(into_chat_stream(stream))
     }
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, RouterError> {
@@ -287,18 +275,6 @@ impl ModelProvider for Anthropic {
         let resp = call
             .send(Method::GET, &self.models_url, self.headers()?, None)
             .await?;
-        let v = call.json(resp).await?;
-        let data = v
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| RouterError::protocol(&self.name, "model list without data"))?;
-        Ok(data
-            .iter()
-            .filter_map(|m| m.get("id").and_then(Value::as_str))
-            .map(|id| ModelInfo {
-                id: id.to_string(),
-                provider: self.name.clone(),
-            })
-            .collect())
+        model_ids(&self.name, &call.json(resp).await?)
     }
 }

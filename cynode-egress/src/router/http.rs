@@ -410,6 +410,56 @@ pub(crate) fn sse_events(lines: Lines) -> impl Stream<Item = Result<SseEvent, Ro
     })
 }
 
+/// One decoded element of a provider's streaming response.
+pub(crate) enum StreamItem {
+    /// A piece of the answer.
+    Delta(super::types::ChatDelta),
+    /// Nothing to emit (keep-alive, metadata).
+    Skip,
+    /// The provider said the stream is over.
+    Done,
+    /// Decoding or transport failed; the stream ends after this.
+    Failed(RouterError),
+}
+
+/// Turns decoded stream elements into the public [`super::types::ChatStream`]: deltas and
+/// errors pass through, skips are dropped, and the stream ends at `Done`.
+pub(crate) fn into_chat_stream(
+    items: impl Stream<Item = StreamItem> + Send + 'static,
+) -> super::types::ChatStream {
+    Box::pin(
+        items
+            .take_while(|i| futures::future::ready(!matches!(i, StreamItem::Done)))
+            .filter_map(|i| {
+                futures::future::ready(match i {
+                    StreamItem::Delta(d) => Some(Ok(d)),
+                    StreamItem::Failed(e) => Some(Err(e)),
+                    StreamItem::Skip | StreamItem::Done => None,
+                })
+            }),
+    )
+}
+
+/// Reads an OpenAI-style model list (`{"data": [{"id": …}, …]}`), which Anthropic's
+/// `/v1/models` shares.
+pub(crate) fn model_ids(
+    provider: &str,
+    v: &Value,
+) -> Result<Vec<super::types::ModelInfo>, RouterError> {
+    let data = v
+        .get("data")
+        .and_then(Value::as_array)
+        .ok_or_else(|| RouterError::protocol(provider, "model list without data"))?;
+    Ok(data
+        .iter()
+        .filter_map(|m| m.get("id").and_then(Value::as_str))
+        .map(|id| super::types::ModelInfo {
+            id: id.to_string(),
+            provider: provider.to_string(),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

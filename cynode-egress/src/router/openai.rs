@@ -8,7 +8,10 @@ use serde_json::Value;
 
 use super::{
     error::RouterError,
-    http::{Call, HttpClient, Lines, check_base_url, join, secret_header, sse_events},
+    http::{
+        Call, HttpClient, Lines, StreamItem, check_base_url, into_chat_stream, join, model_ids,
+        secret_header, sse_events,
+    },
     provider::{ModelProvider, ProviderKind},
     types::{
         ChatDelta, ChatRequest, ChatResponse, ChatStream, Message, ModelInfo, Usage,
@@ -222,20 +225,11 @@ impl ModelProvider for OpenAiCompatible {
             .await?;
         let provider = self.name.clone();
         let events = sse_events(Lines::new(resp, &call));
-        let stream = events
-            .map(move |ev| match ev {
-                Ok(ev) => parse_chunk(&provider, &ev.data),
-                Err(e) => Chunk::Failed(e),
-            })
-            .take_while(|c| futures::future::ready(!matches!(c, Chunk::Done)))
-            .filter_map(|c| {
-                futures::future::ready(match c {
-                    Chunk::Delta(d) => Some(Ok(d)),
-                    Chunk::Failed(e) => Some(Err(e)),
-                    Chunk::Skip | Chunk::Done => None,
-                })
-            });
-        Ok(Box::pin(stream))
+        let stream = events.map(move |ev| match ev {
+            Ok(ev) => parse_chunk(&provider, &ev.data),
+            Err(e) => StreamItem::Failed(e),
+        });
+        Ok(into_chat_stream(stream))
     }
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, RouterError> {
@@ -243,47 +237,27 @@ impl ModelProvider for OpenAiCompatible {
         let resp = call
             .send(Method::GET, &self.models_url, self.headers()?, None)
             .await?;
-        let v = call.json(resp).await?;
-        let data = v
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| RouterError::protocol(&self.name, "model list without data"))?;
-        Ok(data
-            .iter()
-            .filter_map(|m| m.get("id").and_then(Value::as_str))
-            .map(|id| ModelInfo {
-                id: id.to_string(),
-                provider: self.name.clone(),
-            })
-            .collect())
+        model_ids(&self.name, &call.json(resp).await?)
     }
-}
-
-/// One decoded stream element.
-pub(crate) enum Chunk {
-    Delta(ChatDelta),
-    Skip,
-    Done,
-    Failed(RouterError),
 }
 
 /// Decodes one SSE `data:` payload of a chat completion stream.
-pub(crate) fn parse_chunk(provider: &str, data: &str) -> Chunk {
+pub(crate) fn parse_chunk(provider: &str, data: &str) -> StreamItem {
     let data = data.trim();
     if data.is_empty() {
-        return Chunk::Skip;
+        return StreamItem::Skip;
     }
     if data == "[DONE]" {
-        return Chunk::Done;
+        return StreamItem::Done;
     }
     let v: Value = match serde_json::from_str(data) {
         Ok(v) => v,
         Err(_) => {
-            return Chunk::Failed(RouterError::protocol(provider, "stream chunk is not JSON"));
+            return StreamItem::Failed(RouterError::protocol(provider, "stream chunk is not JSON"));
         }
     };
     if v.get("error").is_some() {
-        return Chunk::Failed(RouterError::Unavailable {
+        return StreamItem::Failed(RouterError::Unavailable {
             provider: provider.to_string(),
             message: "provider reported an error mid-stream".into(),
             source: None,
@@ -306,8 +280,8 @@ pub(crate) fn parse_chunk(provider: &str, data: &str) -> Chunk {
         usage: usage_of(&v),
     };
     if delta.content.is_empty() && delta.finish_reason.is_none() && delta.usage.is_none() {
-        Chunk::Skip
+        StreamItem::Skip
     } else {
-        Chunk::Delta(delta)
+        StreamItem::Delta(delta)
     }
 }
