@@ -19,6 +19,7 @@ pub mod auth;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod proto;
 pub mod store;
 
 #[cfg(feature = "conformance")]
