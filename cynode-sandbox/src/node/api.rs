@@ -80,6 +80,17 @@ impl Default for WorkerApiConfig {
     }
 }
 
+/// What the drain at shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DrainReport {
+    /// Jobs running when the drain began.
+    pub running_at_start: usize,
+    /// Jobs canceled after the grace period.
+    pub canceled: usize,
+    /// Jobs still running when the drain gave up.
+    pub left_running: usize,
+}
+
 /// Limits that arrive with the node configuration (`constraints`).
 #[derive(Debug, Clone, Copy, Default)]
 struct Constraints {
@@ -212,6 +223,24 @@ impl WorkerApiState {
             n += 1;
         }
         n
+    }
+
+    /// Drains: stops intake (503), waits up to `grace` for running jobs, cancels the
+    /// rest and waits up to `kill_grace` for them to stop.
+    pub async fn drain(&self, grace: Duration, kill_grace: Duration) -> DrainReport {
+        self.begin_drain();
+        let mut report = DrainReport {
+            running_at_start: self.running_jobs(),
+            ..Default::default()
+        };
+        if self.wait_idle(grace).await {
+            return report;
+        }
+        report.canceled = self.cancel_all();
+        if !self.wait_idle(kill_grace).await {
+            report.left_running = self.running_jobs();
+        }
+        report
     }
 
     fn token(&self) -> Option<[u8; 32]> {

@@ -14,7 +14,7 @@ use cynode_core::proto::v1::node::{
 };
 use serde_json::{Map, Value, json};
 
-use super::api::WorkerApiState;
+use super::api::{DrainReport, WorkerApiState};
 use super::capability::{self, InferenceProbe, ReportInput, RuntimeFacts};
 use crate::config::DockerConfig;
 use crate::error::{Error, Result};
@@ -107,17 +107,6 @@ impl NodeManagerConfig {
             kill_grace: Duration::from_secs(30),
         }
     }
-}
-
-/// What the drain at shutdown did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DrainReport {
-    /// Jobs running when the drain began.
-    pub running_at_start: usize,
-    /// Jobs canceled after the grace period.
-    pub canceled: usize,
-    /// Jobs still running when the drain gave up.
-    pub left_running: usize,
 }
 
 /// How [`NodeManager::run`] ended.
@@ -252,25 +241,14 @@ impl NodeManager {
 
     /// Stops intake, waits `drain_grace`, cancels what is left, waits `kill_grace`.
     pub async fn drain(&self) -> DrainReport {
-        self.api.begin_drain();
-        let running_at_start = self.api.running_jobs();
         self.log(
             "info",
             "node manager draining",
-            obj(json!({"running_jobs": running_at_start})),
+            obj(json!({"running_jobs": self.api.running_jobs()})),
         );
-        let mut report = DrainReport {
-            running_at_start,
-            ..Default::default()
-        };
-        if self.api.wait_idle(self.config.drain_grace).await {
-            return report;
-        }
-        report.canceled = self.api.cancel_all();
-        if !self.api.wait_idle(self.config.kill_grace).await {
-            report.left_running = self.api.running_jobs();
-        }
-        report
+        self.api
+            .drain(self.config.drain_grace, self.config.kill_grace)
+            .await
     }
 
     /// Never returns `Ok`; `Err` is a fatal start-up error.

@@ -19,6 +19,6 @@ mod manager;
 mod problem;
 mod telemetry;
 
-pub use api::{WorkerApiConfig, WorkerApiState, worker_api_router};
-pub use manager::{DrainReport, NodeManager, NodeManagerConfig, ShutdownOutcome};
+pub use api::{DrainReport, WorkerApiConfig, WorkerApiState, worker_api_router};
+pub use manager::{NodeManager, NodeManagerConfig, ShutdownOutcome};
 pub use telemetry::Telemetry;
