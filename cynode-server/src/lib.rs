@@ -5,8 +5,11 @@
 //!
 //! - [`control_plane`]: node registration, capability reports, node configuration,
 //!   node liveness and the workflow lease API, see [`control_plane::router`].
+//! - [`dispatch`]: the dispatcher taking task jobs to worker nodes (placement, the
+//!   Worker API call, retries, fenced results), see [`dispatch::Dispatcher`].
 //! - [`gateway`]: the user API gateway (accounts, authentication, tasks), see
 //!   [`gateway::router`].
 
 pub mod control_plane;
+pub mod dispatch;
 pub mod gateway;
