@@ -375,6 +375,8 @@ impl Dispatcher {
     pub async fn reconcile(&self) -> cynode_core::Result<ReconcileReport> {
         let s = &self.inner;
         let mut report = ReconcileReport::default();
+        let now = s.queue.now().await?;
+        let grace = chrono::Duration::from_std(s.config.lease_ttl).unwrap_or(chrono::Duration::MAX);
         const PAGE: u32 = 200;
         let mut offset = 0u64;
         loop {
@@ -402,7 +404,12 @@ impl Dispatcher {
                             }
                         }
                         Err(e) => return Err(e),
-                        Ok(qj) if qj.state.is_terminal() => {
+                        // Give the attempt that ended it a lease's time to copy the
+                        // outcome itself; after that it is presumed gone.
+                        Ok(qj)
+                            if qj.state.is_terminal()
+                                && qj.ended_at.is_none_or(|t| now - t >= grace) =>
+                        {
                             if self.apply_ended_queue_job(&job, &qj).await? {
                                 report.applied += 1;
                                 bump(&s.counters.reconciled);
