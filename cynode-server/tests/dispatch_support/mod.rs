@@ -535,3 +535,136 @@ async fn run_job(
     }))
     .into_response()
 }
+
+// ------------------------------------------------------------------ gateway on a socket
+
+/// The user gateway served on a real socket, with `dispatcher` as its task dispatcher.
+pub struct Gateway {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl Gateway {
+    /// Serves the gateway, creates user `admin` and logs in.
+    pub async fn start(
+        store: &Arc<dyn Store>,
+        dispatcher: Arc<dyn cynode_server::gateway::TaskDispatcher>,
+    ) -> Gateway {
+        use cynode_core::auth::{JwtKey, JwtKeys, PasswordParams, hash_password};
+        use cynode_server::gateway::{GatewayConfig, GatewayState, router};
+        let keys = JwtKeys::new(JwtKey::new("k1", b"dispatch test signing key".to_vec()));
+        let config = GatewayConfig {
+            password_params: PasswordParams::insecure_fast_for_tests(),
+            ..Default::default()
+        };
+        let state = GatewayState::builder(store.clone(), keys)
+            .config(config)
+            .dispatcher(dispatcher)
+            .build();
+        let app = router(state);
+        let l = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind gateway");
+        let addr = l.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(l, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        });
+        let hash = hash_password("admin-pass-1", &PasswordParams::insecure_fast_for_tests())
+            .expect("hash");
+        store
+            .create_user(NewUser {
+                handle: "admin".into(),
+                email: None,
+                password: Some(hash),
+            })
+            .await
+            .expect("create admin");
+        let http = reqwest::Client::new();
+        let base = format!("http://{addr}");
+        let r = http
+            .post(format!("{base}/v1/auth/login"))
+            .json(&json!({"handle": "admin", "password": "admin-pass-1"}))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(r.status(), 200, "login");
+        let v: Value = r.json().await.expect("login body");
+        let token = v["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_string();
+        Gateway {
+            base,
+            http,
+            token,
+            server,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut b = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            b = b.json(&body);
+        }
+        let r = b.send().await.expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a commands-mode task; returns its id.
+    pub async fn create_task(&self, commands: &str) -> String {
+        let (s, v) = self
+            .post(
+                "/v1/tasks",
+                Some(json!({"prompt": commands, "input_mode": "commands"})),
+            )
+            .await;
+        assert_eq!(s, 201, "create task: {v}");
+        assert_eq!(v["status"], "queued");
+        v["task_id"].as_str().expect("task_id").to_string()
+    }
+
+    /// Waits until the task's API status is `status`.
+    pub async fn wait_status(&self, id: &str, status: &str) {
+        eventually(&format!("task {id} to be {status}"), || async {
+            let (_, v) = self.get(&format!("/v1/tasks/{id}")).await;
+            (v["status"] == status).then_some(())
+        })
+        .await
+    }
+
+    /// The result document of the task's only job (parsed from its JSON text).
+    pub async fn job_result(&self, id: &str) -> (Value, Value) {
+        let (s, v) = self.get(&format!("/v1/tasks/{id}/result")).await;
+        assert_eq!(s, 200, "result: {v}");
+        let job = v["jobs"][0].clone();
+        let doc = job["result"]
+            .as_str()
+            .map(|t| serde_json::from_str(t).expect("result is JSON text"))
+            .unwrap_or(Value::Null);
+        (job, doc)
+    }
+}
