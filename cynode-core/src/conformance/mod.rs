@@ -64,6 +64,7 @@ mod support;
 mod tasks;
 mod users;
 mod vectors;
+mod workflow;
 
 pub use audit::*;
 pub use chat::*;
@@ -74,6 +75,7 @@ pub use preferences::*;
 pub use tasks::*;
 pub use users::*;
 pub use vectors::*;
+pub use workflow::*;
 
 /// A boxed, sendable future, as teardown hooks return.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -259,6 +261,9 @@ macro_rules! __conformance_cases {
             nodes_upsert_round_trip,
             nodes_update,
             nodes_capabilities,
+            workflow_leases,
+            workflow_checkpoints,
+            workflow_gate_without_plan,
             preferences_versions,
             preferences_scopes_and_listing,
             chat_threads_round_trip,

@@ -12,6 +12,8 @@ use serde_json::Value;
 use super::{validate, *};
 use crate::{ArtifactId, MessageId, PreferenceId, VectorItemId};
 
+mod workflow;
+
 /// In-memory storage; everything is lost when it is dropped.
 #[derive(Default)]
 pub struct MemoryStore {
@@ -37,6 +39,8 @@ struct Inner {
     audit: Vec<AuditRecord>,
     credentials: HashMap<CredentialId, ApiCredential>,
     vectors: Vec<VectorItem>,
+    leases: HashMap<TaskId, WorkflowLease>,
+    checkpoints: HashMap<TaskId, WorkflowCheckpoint>,
 }
 
 impl MemoryStore {

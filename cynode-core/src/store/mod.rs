@@ -25,6 +25,7 @@ use crate::{
 
 mod memory;
 pub(crate) mod validate;
+mod workflow;
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -36,6 +37,11 @@ pub use memory::MemoryStore;
 pub use postgres::{PgOptions, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use workflow::{
+    GATE_DEPENDENCIES_NOT_SATISFIED, GATE_DEPENDENCY_NOT_FOUND, GATE_PLAN_ARCHIVED,
+    GATE_PLAN_NOT_ACTIVE, GATE_PLAN_NOT_FOUND, LeaseAcquire, WorkflowCheckpoint, WorkflowLease,
+    WorkflowStore,
+};
 
 /// Users, their passwords, projects and refresh sessions.
 #[async_trait]
@@ -282,6 +288,7 @@ pub trait Store:
     + CredentialStore
     + VectorStore
     + StoreAdmin
+    + WorkflowStore
     + 'static
 {
 }
@@ -296,6 +303,7 @@ impl<T> Store for T where
         + CredentialStore
         + VectorStore
         + StoreAdmin
+        + WorkflowStore
         + 'static
 {
 }

@@ -26,6 +26,7 @@ mod rows;
 mod tasks;
 mod users;
 mod vectors;
+mod workflow;
 
 use error::db_err;
 

@@ -45,6 +45,7 @@ mod preferences;
 mod tasks;
 mod users;
 mod vectors;
+mod workflow;
 
 /// How long a connection waits for another process's write lock before giving up with
 /// a retryable error.
