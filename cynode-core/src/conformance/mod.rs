@@ -60,6 +60,7 @@ mod concurrency;
 mod credentials;
 mod nodes;
 mod preferences;
+mod resources;
 mod support;
 mod tasks;
 mod users;
@@ -71,6 +72,7 @@ pub use concurrency::*;
 pub use credentials::*;
 pub use nodes::*;
 pub use preferences::*;
+pub use resources::*;
 pub use tasks::*;
 pub use users::*;
 pub use vectors::*;
@@ -275,6 +277,11 @@ macro_rules! __conformance_cases {
             vectors_nearest_brute_force,
             vectors_nearest_384_dims,
             vectors_delete_by_source,
+            skills_round_trip_and_listing,
+            skills_system_skill,
+            skills_invalid_input,
+            settings_versions_and_history,
+            settings_listing,
             concurrent_unique_keys_and_upserts,
             concurrent_compare_and_set,
         }
@@ -320,6 +327,7 @@ mod tests {
             include_str!("credentials.rs"),
             include_str!("nodes.rs"),
             include_str!("preferences.rs"),
+            include_str!("resources.rs"),
             include_str!("tasks.rs"),
             include_str!("users.rs"),
             include_str!("vectors.rs"),

@@ -12,6 +12,9 @@ use serde_json::Value;
 use super::{validate, *};
 use crate::{ArtifactId, MessageId, PreferenceId, VectorItemId};
 
+#[path = "memory_resources.rs"]
+mod resources;
+
 /// In-memory storage; everything is lost when it is dropped.
 #[derive(Default)]
 pub struct MemoryStore {
@@ -37,6 +40,9 @@ struct Inner {
     audit: Vec<AuditRecord>,
     credentials: HashMap<CredentialId, ApiCredential>,
     vectors: Vec<VectorItem>,
+    skills: HashMap<uuid::Uuid, Skill>,
+    settings: std::collections::BTreeMap<String, SystemSetting>,
+    setting_changes: Vec<SettingChange>,
 }
 
 impl MemoryStore {

@@ -24,7 +24,15 @@ use crate::{
 };
 
 mod memory;
+mod settings;
+mod skills;
 pub(crate) mod validate;
+
+pub use settings::{MAX_SETTING_KEY, SettingChange, SettingStore, SystemSetting};
+pub use skills::{
+    DEFAULT_SKILL_NAME, MAX_SKILL_CONTENT, MAX_SKILL_NAME, NewSkill, SKILL_SCOPES, SYSTEM_SKILL_ID,
+    SYSTEM_SKILL_NAME, Skill, SkillFilter, SkillStore, SkillUpdate,
+};
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -281,6 +289,8 @@ pub trait Store:
     + AuditStore
     + CredentialStore
     + VectorStore
+    + SkillStore
+    + SettingStore
     + StoreAdmin
     + 'static
 {
@@ -295,6 +305,8 @@ impl<T> Store for T where
         + AuditStore
         + CredentialStore
         + VectorStore
+        + SkillStore
+        + SettingStore
         + StoreAdmin
         + 'static
 {
