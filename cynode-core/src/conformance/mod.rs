@@ -282,6 +282,7 @@ macro_rules! __conformance_cases {
             skills_invalid_input,
             settings_versions_and_history,
             settings_listing,
+            preferences_audited_writes,
             concurrent_unique_keys_and_upserts,
             concurrent_compare_and_set,
         }

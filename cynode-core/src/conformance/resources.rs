@@ -469,3 +469,120 @@ pub async fn settings_listing(s: &dyn Store) {
         vec!["a%b"]
     );
 }
+
+/// Audited preference writes keep the version rules of the plain ones, and every
+/// successful create, update and delete adds one history row (old and new value, who,
+/// why) in the same transaction; refused writes add none; the history of a key
+/// survives deleting its entry; scopes do not mix.
+pub async fn preferences_audited_writes(s: &dyn Store) {
+    use crate::model::Scope;
+    let u = user(s, "u").await;
+    let scope = Scope::User(u.id);
+    let key = "output.summary_style";
+    fails(
+        s.put_preference_audited(scope, key, json!("x"), Some(2), "u", None)
+            .await,
+        CONFLICT,
+        "put_preference_audited(missing, expected 2)",
+    );
+    let v1 = ok(
+        s.put_preference_audited(scope, key, json!("concise"), Some(0), "u", Some("start"))
+            .await,
+        "put_preference_audited(create)",
+    );
+    assert_eq!((v1.version, v1.updated_by.as_deref()), (1, Some("u")));
+    assert_eq!(ok(s.get_preference(scope, key).await, "get_preference"), v1);
+    fails(
+        s.put_preference_audited(scope, key, json!("y"), Some(0), "u", None)
+            .await,
+        CONFLICT,
+        "put_preference_audited(create when present)",
+    );
+    let v2 = ok(
+        s.put_preference_audited(scope, key, json!(["a"]), None, "admin", None)
+            .await,
+        "put_preference_audited(update)",
+    );
+    assert_eq!(
+        (v2.id, v2.version, v2.value_type.as_str()),
+        (v1.id, 2, "array")
+    );
+    fails(
+        s.delete_preference_audited(scope, key, Some(1), "u", None)
+            .await,
+        CONFLICT,
+        "delete_preference_audited(stale)",
+    );
+    ok(
+        s.delete_preference_audited(scope, key, Some(2), "u", Some("done"))
+            .await,
+        "delete_preference_audited",
+    );
+    fails(
+        s.get_preference(scope, key).await,
+        NOT_FOUND,
+        "get after delete",
+    );
+    fails(
+        s.delete_preference_audited(scope, key, None, "u", None)
+            .await,
+        NOT_FOUND,
+        "delete_preference_audited(missing)",
+    );
+    let v3 = ok(
+        s.put_preference_audited(scope, key, json!(null), None, "u", None)
+            .await,
+        "put_preference_audited(recreate with null)",
+    );
+    assert_eq!(v3.version, 1);
+    ok(
+        s.put_preference_audited(Scope::System, key, json!("long"), None, "admin", None)
+            .await,
+        "put_preference_audited(system)",
+    );
+
+    let h = ok(s.preference_history(scope, key).await, "preference_history");
+    let summary: Vec<_> = h
+        .iter()
+        .map(|c| {
+            (
+                c.old_value.clone(),
+                c.new_value.clone(),
+                c.changed_by.as_str(),
+                c.reason.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (None, Some(json!("concise")), "u", Some("start")),
+            (Some(json!("concise")), Some(json!(["a"])), "admin", None),
+            (Some(json!(["a"])), None, "u", Some("done")),
+            (None, Some(json!(null)), "u", None),
+        ]
+    );
+    assert_eq!(
+        h.iter().map(|c| c.entry_id).collect::<Vec<_>>(),
+        vec![v1.id, v1.id, v1.id, v3.id]
+    );
+    assert!(h.iter().all(|c| c.scope == scope && c.key == key));
+    let sys = ok(
+        s.preference_history(Scope::System, key).await,
+        "history(system)",
+    );
+    assert_eq!(sys.len(), 1);
+    assert_eq!(sys[0].scope, Scope::System);
+    fails(
+        s.put_preference_audited(scope, "k", json!(1), None, " ", None)
+            .await,
+        INVALID,
+        "put_preference_audited(no actor)",
+    );
+    fails(
+        s.put_preference_audited(scope, "", json!(1), None, "u", None)
+            .await,
+        INVALID,
+        "put_preference_audited(blank key)",
+    );
+}

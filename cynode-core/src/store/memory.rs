@@ -43,6 +43,7 @@ struct Inner {
     skills: HashMap<uuid::Uuid, Skill>,
     settings: std::collections::BTreeMap<String, SystemSetting>,
     setting_changes: Vec<SettingChange>,
+    pref_changes: Vec<PreferenceChange>,
 }
 
 impl MemoryStore {

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::{MemoryStore, now};
 use crate::model::json_type_name;
+use crate::store::preference_audit as pa;
 use crate::store::settings::{check_version, validate_write};
 use crate::store::skills::{
     system_skill_read_only, validate_content, validate_name, validate_scope, validate_update,
@@ -207,6 +208,110 @@ impl SettingStore for MemoryStore {
         Ok(g.setting_changes
             .iter()
             .filter(|c| c.key == key)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl PreferenceAuditStore for MemoryStore {
+    async fn put_preference_audited(
+        &self,
+        scope: crate::model::Scope,
+        key: &str,
+        value: Value,
+        expected_version: Option<i32>,
+        changed_by: &str,
+        reason: Option<&str>,
+    ) -> Result<crate::model::PreferenceEntry> {
+        pa::validate_write(key, changed_by)?;
+        let mut g = self.lock();
+        let t = now();
+        let i = g
+            .prefs
+            .iter()
+            .position(|p| p.scope == scope && p.key == key);
+        pa::check_version(key, i.map(|i| g.prefs[i].version), expected_version)?;
+        let (entry, old) = match i {
+            Some(i) => {
+                let p = &mut g.prefs[i];
+                let old = std::mem::replace(&mut p.value, value.clone());
+                p.value_type = json_type_name(&value).into();
+                p.version += 1;
+                p.updated_at = t;
+                p.updated_by = Some(changed_by.into());
+                (p.clone(), Some(old))
+            }
+            None => {
+                let p = crate::model::PreferenceEntry {
+                    id: crate::PreferenceId::new(),
+                    scope,
+                    key: key.into(),
+                    value_type: json_type_name(&value).into(),
+                    value: value.clone(),
+                    version: 1,
+                    updated_at: t,
+                    updated_by: Some(changed_by.into()),
+                };
+                g.prefs.push(p.clone());
+                (p, None)
+            }
+        };
+        g.pref_changes.push(PreferenceChange {
+            id: uuid::Uuid::new_v4(),
+            entry_id: entry.id,
+            scope,
+            key: key.into(),
+            old_value: old,
+            new_value: Some(value),
+            changed_at: t,
+            changed_by: changed_by.into(),
+            reason: reason.map(str::to_string),
+        });
+        Ok(entry)
+    }
+
+    async fn delete_preference_audited(
+        &self,
+        scope: crate::model::Scope,
+        key: &str,
+        expected_version: Option<i32>,
+        changed_by: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        pa::validate_write(key, changed_by)?;
+        let mut g = self.lock();
+        let i = g
+            .prefs
+            .iter()
+            .position(|p| p.scope == scope && p.key == key)
+            .ok_or_else(|| Error::not_found("preference", key))?;
+        pa::check_version(key, Some(g.prefs[i].version), expected_version)?;
+        let old = g.prefs.remove(i);
+        g.pref_changes.push(PreferenceChange {
+            id: uuid::Uuid::new_v4(),
+            entry_id: old.id,
+            scope,
+            key: key.into(),
+            old_value: Some(old.value),
+            new_value: None,
+            changed_at: now(),
+            changed_by: changed_by.into(),
+            reason: reason.map(str::to_string),
+        });
+        Ok(())
+    }
+
+    async fn preference_history(
+        &self,
+        scope: crate::model::Scope,
+        key: &str,
+    ) -> Result<Vec<PreferenceChange>> {
+        Ok(self
+            .lock()
+            .pref_changes
+            .iter()
+            .filter(|c| c.scope == scope && c.key == key)
             .cloned()
             .collect())
     }

@@ -24,10 +24,12 @@ use crate::{
 };
 
 mod memory;
+mod preference_audit;
 mod settings;
 mod skills;
 pub(crate) mod validate;
 
+pub use preference_audit::{PreferenceAuditStore, PreferenceChange};
 pub use settings::{MAX_SETTING_KEY, SettingChange, SettingStore, SystemSetting};
 pub use skills::{
     DEFAULT_SKILL_NAME, MAX_SKILL_CONTENT, MAX_SKILL_NAME, NewSkill, SKILL_SCOPES, SYSTEM_SKILL_ID,
@@ -291,6 +293,7 @@ pub trait Store:
     + VectorStore
     + SkillStore
     + SettingStore
+    + PreferenceAuditStore
     + StoreAdmin
     + 'static
 {
@@ -307,6 +310,7 @@ impl<T> Store for T where
         + VectorStore
         + SkillStore
         + SettingStore
+        + PreferenceAuditStore
         + StoreAdmin
         + 'static
 {

@@ -16,6 +16,9 @@
 //! apply oldest `updated_at` first, then by id; an entry whose value does not match its
 //! `value_type` is skipped; an explicit `null` masks lower scopes and is reported as
 //! `null`.
+//!
+//! Every write and delete is recorded (old and new value, who, why) in the preference
+//! audit log, in the same transaction as the change.
 
 use std::collections::BTreeMap;
 
@@ -139,6 +142,8 @@ pub struct PrefsQuery {
     pub limit: Option<String>,
     /// `next_cursor` of the previous page (list).
     pub cursor: Option<String>,
+    /// Why (delete; recorded in the preference audit log).
+    pub reason: Option<String>,
 }
 
 fn some_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -164,7 +169,7 @@ pub struct PreferenceWriteRequest {
     pub value_type: Option<String>,
     /// Write only if the entry is at this version (`0` = must not exist yet), else `409`.
     pub expected_version: Option<i32>,
-    /// Why (logged).
+    /// Why (recorded in the preference audit log).
     pub reason: Option<String>,
 }
 
@@ -180,7 +185,7 @@ pub struct PreferenceDeleteRequest {
     pub key: Option<String>,
     /// Delete only if the entry is at this version, else `409`.
     pub expected_version: Option<i32>,
-    /// Why (logged).
+    /// Why (recorded in the preference audit log).
     pub reason: Option<String>,
 }
 
@@ -373,20 +378,16 @@ pub(crate) async fn set_pref(
     let entry = st
         .inner
         .store
-        .put_preference(
+        .put_preference_audited(
             scope,
             &key,
             value,
             body.expected_version,
-            Some(&user.handle),
+            &user.handle,
+            non_empty(body.reason.as_deref()),
         )
         .await
         .map_err(store_error("Failed to store preference"))?;
-    tracing::info!(
-        scope_type = scope.type_str(), scope_id = ?scope.id(), key = %key, version = entry.version,
-        changed_by = %user.handle, reason = body.reason.as_deref().unwrap_or(""),
-        "preference written"
-    );
     Ok(json(
         StatusCode::OK,
         &PreferenceSetResponse {
@@ -444,14 +445,15 @@ pub(crate) async fn delete_pref(
     authorize(&st, &user, scope, true).await?;
     st.inner
         .store
-        .delete_preference(scope, &key, expected)
+        .delete_preference_audited(
+            scope,
+            &key,
+            expected,
+            &user.handle,
+            non_empty(body.reason.as_deref().or(q.reason.as_deref())),
+        )
         .await
         .map_err(store_error("Failed to delete preference"))?;
-    tracing::info!(
-        scope_type = scope.type_str(), scope_id = ?scope.id(), key = %key,
-        changed_by = %user.handle, reason = body.reason.as_deref().unwrap_or(""),
-        "preference deleted"
-    );
     Ok(json(
         StatusCode::OK,
         &PreferenceDeleteResponse { deleted: true },

@@ -803,6 +803,55 @@ pub async fn prefs_routes(store: Arc<dyn Store>) {
     )
     .await
     .assert_problem(403, "Admin required");
+
+    // Every write is in the preference audit log, refused ones are not.
+    ok(
+        &w.post(
+            "/v1/prefs",
+            &w.t_alice,
+            json!({"key": "custom.code", "value": 1, "reason": "try"}),
+        )
+        .await,
+        200,
+    );
+    ok(
+        &w.delete("/v1/prefs?key=custom.code&reason=undo", &w.t_alice)
+            .await,
+        200,
+    );
+    let h = store
+        .preference_history(Scope::User(w.alice.id), "custom.code")
+        .await
+        .expect("history");
+    let summary: Vec<_> = h
+        .iter()
+        .map(|c| {
+            (
+                c.old_value.clone(),
+                c.new_value.clone(),
+                c.changed_by.as_str(),
+                c.reason.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (None, Some(json!("42")), "alice", None),
+            (Some(json!("42")), None, "alice", None),
+            (None, Some(json!(1)), "alice", Some("try")),
+            (Some(json!(1)), None, "alice", Some("undo")),
+        ]
+    );
+    let h = store
+        .preference_history(Scope::User(w.alice.id), "output.summary_style")
+        .await
+        .expect("history");
+    assert_eq!(
+        h.len(),
+        2,
+        "create and update; no row for the refused write"
+    );
 }
 
 // ---------------------------------------------------------------- settings

@@ -7,8 +7,10 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::error::{db_err, missing_parent};
-use crate::model::json_type_name;
+use super::rows::{PreferenceRow, preference_columns};
+use crate::model::{PreferenceEntry, Scope, json_type_name};
 use crate::store::memory::now;
+use crate::store::preference_audit as pa;
 use crate::store::settings::{check_version, validate_write};
 use crate::store::skills::{
     system_skill_read_only, validate_content, validate_name, validate_scope, validate_update,
@@ -400,6 +402,224 @@ impl SettingStore for PgStore {
             .map(|r| SettingChange {
                 id: r.id,
                 key: r.key,
+                old_value: r.old_value,
+                new_value: r.new_value,
+                changed_at: r.changed_at,
+                changed_by: r.changed_by,
+                reason: r.reason,
+            })
+            .collect())
+    }
+}
+
+/// The entry of a scope's key, locked for the rest of the transaction.
+async fn lock_pref(
+    conn: &mut sqlx::PgConnection,
+    scope: Scope,
+    key: &str,
+) -> Result<Option<PreferenceEntry>> {
+    let sql = if scope == Scope::System {
+        concat!(
+            "SELECT ",
+            preference_columns!(),
+            " FROM preference_entries WHERE scope_type = $1 AND scope_id IS NULL \
+             AND $2::uuid IS NULL AND key = $3 FOR UPDATE"
+        )
+    } else {
+        concat!(
+            "SELECT ",
+            preference_columns!(),
+            " FROM preference_entries WHERE scope_type = $1 AND scope_id = $2 AND key = $3 \
+             FOR UPDATE"
+        )
+    };
+    let row: Option<PreferenceRow> = sqlx::query_as(sql)
+        .bind(scope.type_str())
+        .bind(scope.id())
+        .bind(key)
+        .fetch_optional(conn)
+        .await
+        .map_err(db_err)?;
+    row.map(PreferenceEntry::try_from).transpose()
+}
+
+async fn record_pref_change(conn: &mut sqlx::PgConnection, c: &PreferenceChange) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO preference_audit_log \
+         (id, entry_id, scope_type, scope_id, key, old_value, new_value, changed_at, changed_by, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(c.id)
+    .bind(c.entry_id.0)
+    .bind(c.scope.type_str())
+    .bind(c.scope.id())
+    .bind(&c.key)
+    .bind(&c.old_value)
+    .bind(&c.new_value)
+    .bind(c.changed_at)
+    .bind(&c.changed_by)
+    .bind(&c.reason)
+    .execute(conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+impl PgStore {
+    async fn try_put_pref_audited(
+        &self,
+        scope: Scope,
+        key: &str,
+        value: &Value,
+        expected_version: Option<i32>,
+        changed_by: &str,
+        reason: Option<&str>,
+    ) -> Result<PreferenceEntry> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let old = lock_pref(&mut tx, scope, key).await?;
+        pa::check_version(key, old.as_ref().map(|p| p.version), expected_version)?;
+        let t = now();
+        let row: PreferenceRow = match &old {
+            // A concurrent create of the same key fails on the unique index: a conflict.
+            None => sqlx::query_as(concat!(
+                "INSERT INTO preference_entries (id, scope_type, scope_id, key, value, value_type, \
+                 version, updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8) \
+                 RETURNING ",
+                preference_columns!()
+            ))
+            .bind(Uuid::new_v4())
+            .bind(scope.type_str())
+            .bind(scope.id())
+            .bind(key)
+            .bind(value)
+            .bind(json_type_name(value))
+            .bind(t)
+            .bind(changed_by)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?,
+            Some(p) => sqlx::query_as(concat!(
+                "UPDATE preference_entries SET value = $2, value_type = $3, version = version + 1, \
+                 updated_at = $4, updated_by = $5 WHERE id = $1 RETURNING ",
+                preference_columns!()
+            ))
+            .bind(p.id.0)
+            .bind(value)
+            .bind(json_type_name(value))
+            .bind(t)
+            .bind(changed_by)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?,
+        };
+        let entry = PreferenceEntry::try_from(row)?;
+        let change = PreferenceChange {
+            id: Uuid::new_v4(),
+            entry_id: entry.id,
+            scope,
+            key: key.into(),
+            old_value: old.map(|p| p.value),
+            new_value: Some(value.clone()),
+            changed_at: t,
+            changed_by: changed_by.into(),
+            reason: reason.map(str::to_string),
+        };
+        record_pref_change(&mut tx, &change).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(entry)
+    }
+}
+
+#[async_trait]
+impl PreferenceAuditStore for PgStore {
+    async fn put_preference_audited(
+        &self,
+        scope: Scope,
+        key: &str,
+        value: Value,
+        expected_version: Option<i32>,
+        changed_by: &str,
+        reason: Option<&str>,
+    ) -> Result<PreferenceEntry> {
+        pa::validate_write(key, changed_by)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .try_put_pref_audited(scope, key, &value, expected_version, changed_by, reason)
+                .await
+            {
+                // Without a version condition the only conflict is losing a race to
+                // create the entry: the next attempt updates it instead.
+                Err(Error::Conflict(_)) if expected_version.is_none() && attempt < 3 => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn delete_preference_audited(
+        &self,
+        scope: Scope,
+        key: &str,
+        expected_version: Option<i32>,
+        changed_by: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        pa::validate_write(key, changed_by)?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let old = lock_pref(&mut tx, scope, key)
+            .await?
+            .ok_or_else(|| Error::not_found("preference", key))?;
+        pa::check_version(key, Some(old.version), expected_version)?;
+        sqlx::query("DELETE FROM preference_entries WHERE id = $1")
+            .bind(old.id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let change = PreferenceChange {
+            id: Uuid::new_v4(),
+            entry_id: old.id,
+            scope,
+            key: key.into(),
+            old_value: Some(old.value),
+            new_value: None,
+            changed_at: now(),
+            changed_by: changed_by.into(),
+            reason: reason.map(str::to_string),
+        };
+        record_pref_change(&mut tx, &change).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn preference_history(&self, scope: Scope, key: &str) -> Result<Vec<PreferenceChange>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            id: Uuid,
+            entry_id: Uuid,
+            old_value: Option<Value>,
+            new_value: Option<Value>,
+            changed_at: DateTime<Utc>,
+            changed_by: String,
+            reason: Option<String>,
+        }
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, entry_id, old_value, new_value, changed_at, changed_by, reason \
+             FROM preference_audit_log \
+             WHERE scope_type = $1 AND scope_id IS NOT DISTINCT FROM $2 AND key = $3 ORDER BY seq",
+        )
+        .bind(scope.type_str())
+        .bind(scope.id())
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| PreferenceChange {
+                id: r.id,
+                entry_id: r.entry_id.into(),
+                scope,
+                key: key.into(),
                 old_value: r.old_value,
                 new_value: r.new_value,
                 changed_at: r.changed_at,

@@ -25,8 +25,8 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 2,
-        description: "system settings",
-        sql: include_str!("../../../migrations/sqlite/0002_system_settings.sql"),
+        description: "system settings and preference audit",
+        sql: include_str!("../../../migrations/sqlite/0002_settings_and_preference_audit.sql"),
     },
 ];
 

@@ -5,9 +5,11 @@ use serde_json::Value;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 
+use super::preferences::{fetch_pref, scope_key};
 use super::{RowExt, SqliteStore, db, json_text, opt_json_text, to_i32, ts};
-use crate::model::json_type_name;
+use crate::model::{PreferenceEntry, Scope, json_type_name};
 use crate::store::memory::now;
+use crate::store::preference_audit as pa;
 use crate::store::settings::{check_version, validate_write};
 use crate::store::skills::{
     system_skill_read_only, validate_content, validate_name, validate_scope, validate_update,
@@ -372,6 +374,173 @@ impl SettingStore for SqliteStore {
                 Ok(SettingChange {
                     id: r.id("id")?,
                     key: r.text("key")?,
+                    old_value: r.opt_json("old_value")?,
+                    new_value: r.opt_json("new_value")?,
+                    changed_at: r.time("changed_at")?,
+                    changed_by: r.text("changed_by")?,
+                    reason: r.opt_text("reason")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn record_pref_change(
+    conn: &mut SqliteConnection,
+    c: &PreferenceChange,
+    action: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO preference_audit_log
+             (id, entry_id, scope_type, scope_id, key, old_value, new_value, changed_at, changed_by, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .bind(c.id.to_string())
+    .bind(c.entry_id.to_string())
+    .bind(c.scope.type_str())
+    .bind(c.scope.id().map(|u| u.to_string()))
+    .bind(&c.key)
+    .bind(opt_json_text(&c.old_value))
+    .bind(opt_json_text(&c.new_value))
+    .bind(ts(c.changed_at))
+    .bind(&c.changed_by)
+    .bind(&c.reason)
+    .execute(conn)
+    .await
+    .map_err(db(action))?;
+    Ok(())
+}
+
+#[async_trait]
+impl PreferenceAuditStore for SqliteStore {
+    async fn put_preference_audited(
+        &self,
+        scope: Scope,
+        key: &str,
+        value: Value,
+        expected_version: Option<i32>,
+        changed_by: &str,
+        reason: Option<&str>,
+    ) -> Result<PreferenceEntry> {
+        const ACTION: &str = "store the preference";
+        pa::validate_write(key, changed_by)?;
+        let mut tx = self.write(ACTION).await?;
+        let old = fetch_pref(&mut tx, &scope, key, ACTION).await?;
+        pa::check_version(key, old.as_ref().map(|p| p.version), expected_version)?;
+        let t = now();
+        let entry = PreferenceEntry {
+            id: old.as_ref().map_or_else(crate::PreferenceId::new, |p| p.id),
+            scope,
+            key: key.into(),
+            value_type: json_type_name(&value).into(),
+            value: value.clone(),
+            version: old.as_ref().map_or(1, |p| p.version + 1),
+            updated_at: t,
+            updated_by: Some(changed_by.into()),
+        };
+        if old.is_some() {
+            sqlx::query(
+                "UPDATE preference_entries
+                 SET value = ?2, value_type = ?3, version = ?4, updated_at = ?5, updated_by = ?6
+                 WHERE id = ?1",
+            )
+            .bind(entry.id.to_string())
+            .bind(json_text(&entry.value))
+            .bind(&entry.value_type)
+            .bind(entry.version)
+            .bind(ts(t))
+            .bind(changed_by)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(ACTION))?;
+        } else {
+            sqlx::query(
+                "INSERT INTO preference_entries
+                     (id, scope_type, scope_id, key, value, value_type, version, updated_at, updated_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)",
+            )
+            .bind(entry.id.to_string())
+            .bind(scope.type_str())
+            .bind(scope.id().map(|u| u.to_string()))
+            .bind(key)
+            .bind(json_text(&entry.value))
+            .bind(&entry.value_type)
+            .bind(ts(t))
+            .bind(changed_by)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(ACTION))?;
+        }
+        let change = PreferenceChange {
+            id: uuid::Uuid::new_v4(),
+            entry_id: entry.id,
+            scope,
+            key: key.into(),
+            old_value: old.map(|p| p.value),
+            new_value: Some(value),
+            changed_at: t,
+            changed_by: changed_by.into(),
+            reason: reason.map(str::to_string),
+        };
+        record_pref_change(&mut tx, &change, ACTION).await?;
+        tx.commit().await.map_err(db(ACTION))?;
+        Ok(entry)
+    }
+
+    async fn delete_preference_audited(
+        &self,
+        scope: Scope,
+        key: &str,
+        expected_version: Option<i32>,
+        changed_by: &str,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        const ACTION: &str = "delete the preference";
+        pa::validate_write(key, changed_by)?;
+        let mut tx = self.write(ACTION).await?;
+        let old = fetch_pref(&mut tx, &scope, key, ACTION)
+            .await?
+            .ok_or_else(|| Error::not_found("preference", key))?;
+        pa::check_version(key, Some(old.version), expected_version)?;
+        sqlx::query("DELETE FROM preference_entries WHERE id = ?1")
+            .bind(old.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(ACTION))?;
+        let change = PreferenceChange {
+            id: uuid::Uuid::new_v4(),
+            entry_id: old.id,
+            scope,
+            key: key.into(),
+            old_value: Some(old.value),
+            new_value: None,
+            changed_at: now(),
+            changed_by: changed_by.into(),
+            reason: reason.map(str::to_string),
+        };
+        record_pref_change(&mut tx, &change, ACTION).await?;
+        tx.commit().await.map_err(db(ACTION))
+    }
+
+    async fn preference_history(&self, scope: Scope, key: &str) -> Result<Vec<PreferenceChange>> {
+        let rows = sqlx::query(
+            "SELECT id, entry_id, old_value, new_value, changed_at, changed_by, reason
+             FROM preference_audit_log
+             WHERE scope_type = ?1 AND ifnull(scope_id, '') = ?2 AND key = ?3 ORDER BY rowid",
+        )
+        .bind(scope.type_str())
+        .bind(scope_key(&scope))
+        .bind(key)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db("read the preference history"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(PreferenceChange {
+                    id: r.id("id")?,
+                    entry_id: r.id("entry_id")?,
+                    scope,
+                    key: key.into(),
                     old_value: r.opt_json("old_value")?,
                     new_value: r.opt_json("new_value")?,
                     changed_at: r.time("changed_at")?,
