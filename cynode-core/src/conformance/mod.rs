@@ -60,6 +60,7 @@ mod concurrency;
 mod credentials;
 mod nodes;
 mod preferences;
+mod resources;
 mod support;
 mod tasks;
 mod users;
@@ -72,6 +73,7 @@ pub use concurrency::*;
 pub use credentials::*;
 pub use nodes::*;
 pub use preferences::*;
+pub use resources::*;
 pub use tasks::*;
 pub use users::*;
 pub use vectors::*;
@@ -280,6 +282,12 @@ macro_rules! __conformance_cases {
             vectors_nearest_brute_force,
             vectors_nearest_384_dims,
             vectors_delete_by_source,
+            skills_round_trip_and_listing,
+            skills_system_skill,
+            skills_invalid_input,
+            settings_versions_and_history,
+            settings_listing,
+            preferences_audited_writes,
             concurrent_unique_keys_and_upserts,
             concurrent_compare_and_set,
         }
@@ -325,6 +333,7 @@ mod tests {
             include_str!("credentials.rs"),
             include_str!("nodes.rs"),
             include_str!("preferences.rs"),
+            include_str!("resources.rs"),
             include_str!("tasks.rs"),
             include_str!("users.rs"),
             include_str!("vectors.rs"),

@@ -13,6 +13,8 @@ use super::{validate, *};
 use crate::{ArtifactId, MessageId, PreferenceId, VectorItemId};
 
 mod workflow;
+#[path = "memory_resources.rs"]
+mod resources;
 
 /// In-memory storage; everything is lost when it is dropped.
 #[derive(Default)]
@@ -41,6 +43,10 @@ struct Inner {
     vectors: Vec<VectorItem>,
     leases: HashMap<TaskId, WorkflowLease>,
     checkpoints: HashMap<TaskId, WorkflowCheckpoint>,
+    skills: HashMap<uuid::Uuid, Skill>,
+    settings: std::collections::BTreeMap<String, SystemSetting>,
+    setting_changes: Vec<SettingChange>,
+    pref_changes: Vec<PreferenceChange>,
 }
 
 impl MemoryStore {

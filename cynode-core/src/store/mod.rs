@@ -24,8 +24,18 @@ use crate::{
 };
 
 mod memory;
+mod preference_audit;
+mod settings;
+mod skills;
 pub(crate) mod validate;
 mod workflow;
+
+pub use preference_audit::{PreferenceAuditStore, PreferenceChange};
+pub use settings::{MAX_SETTING_KEY, SettingChange, SettingStore, SystemSetting};
+pub use skills::{
+    DEFAULT_SKILL_NAME, MAX_SKILL_CONTENT, MAX_SKILL_NAME, NewSkill, SKILL_SCOPES, SYSTEM_SKILL_ID,
+    SYSTEM_SKILL_NAME, Skill, SkillFilter, SkillStore, SkillUpdate,
+};
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -287,6 +297,9 @@ pub trait Store:
     + AuditStore
     + CredentialStore
     + VectorStore
+    + SkillStore
+    + SettingStore
+    + PreferenceAuditStore
     + StoreAdmin
     + WorkflowStore
     + 'static
@@ -302,6 +315,9 @@ impl<T> Store for T where
         + AuditStore
         + CredentialStore
         + VectorStore
+        + SkillStore
+        + SettingStore
+        + PreferenceAuditStore
         + StoreAdmin
         + WorkflowStore
         + 'static

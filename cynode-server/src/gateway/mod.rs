@@ -29,12 +29,21 @@
 //! refresh token revokes all of the user's sessions; login is also limited per
 //! (handle, address) failures; `expires_in` is the configured access lifetime.
 
+mod audit;
 mod auth;
 mod config;
+mod creds;
 mod error;
 mod health;
 pub(crate) mod http;
+
+mod listing;
+mod nodes;
+mod prefs;
+mod projects;
 mod ratelimit;
+mod settings;
+mod skills;
 mod state;
 mod tasks;
 mod users;
@@ -64,6 +73,23 @@ pub use tasks::{
 };
 pub use users::UserResponse;
 
+pub use audit::{AuditEventResponse, AuditListResponse};
+pub use creds::{CredentialListResponse, CredentialResponse};
+pub use nodes::{NodeListResponse, NodeResponse};
+pub use prefs::{
+    EffectivePreferencesResponse, PreferenceDeleteResponse, PreferenceListResponse,
+    PreferenceResponse, PreferenceSetResponse, PreferenceSource, PreferenceWriteRequest,
+};
+pub use projects::{ProjectListResponse, ProjectResponse, SetProjectRequest, SetProjectResponse};
+pub use settings::{
+    SettingDeleteResponse, SettingListResponse, SettingResponse, SettingSetResponse,
+    SettingWriteRequest,
+};
+pub use skills::{
+    DEFAULT_SKILL_CONTENT, PolicyViolation, SkillListResponse, SkillMeta, SkillRequest,
+    SkillResponse, ensure_default_skill, scan_skill_content,
+};
+
 /// Path the OpenAPI document is served at.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
@@ -77,6 +103,13 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         (name = "auth", description = "Login, refresh, logout"),
         (name = "users", description = "Accounts"),
         (name = "tasks", description = "Tasks"),
+        (name = "skills", description = "Skills"),
+        (name = "preferences", description = "Preferences"),
+        (name = "settings", description = "System settings"),
+        (name = "nodes", description = "Worker nodes"),
+        (name = "credentials", description = "API credentials (metadata only)"),
+        (name = "audit", description = "Audit events"),
+        (name = "projects", description = "Projects"),
     )
 )]
 struct ApiDoc;
@@ -113,6 +146,32 @@ fn routes(state: &GatewayState) -> OpenApiRouter<GatewayState> {
         .routes(routes!(tasks::task_result))
         .routes(routes!(tasks::cancel_task))
         .routes(routes!(tasks::task_logs))
+        .routes(routes!(skills::list_skills))
+        .routes(routes!(skills::load_skill))
+        .routes(routes!(
+            skills::get_skill,
+            skills::update_skill,
+            skills::delete_skill
+        ))
+        .routes(routes!(
+            prefs::list_prefs,
+            prefs::set_pref,
+            prefs::delete_pref
+        ))
+        .routes(routes!(prefs::effective_prefs))
+        .routes(routes!(
+            settings::get_settings,
+            settings::set_setting,
+            settings::delete_setting
+        ))
+        .routes(routes!(nodes::list_nodes))
+        .routes(routes!(nodes::get_node))
+        .routes(routes!(creds::list_creds))
+        .routes(routes!(creds::get_cred))
+        .routes(routes!(audit::list_audit))
+        .routes(routes!(projects::list_projects))
+        .routes(routes!(projects::set_project))
+        .routes(routes!(projects::get_project))
         .route_layer(from_fn_with_state(
             state.clone(),
             auth::require_access_token,

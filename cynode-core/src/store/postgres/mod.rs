@@ -22,6 +22,7 @@ mod credentials;
 mod error;
 mod nodes;
 mod preferences;
+mod resources;
 mod rows;
 mod tasks;
 mod users;

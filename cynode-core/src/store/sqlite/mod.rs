@@ -42,6 +42,7 @@ mod credentials;
 mod migrate;
 mod nodes;
 mod preferences;
+mod resources;
 mod tasks;
 mod users;
 mod vectors;
