@@ -54,6 +54,7 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+mod access;
 mod audit;
 mod chat;
 mod concurrency;
@@ -65,6 +66,7 @@ mod tasks;
 mod users;
 mod vectors;
 
+pub use access::*;
 pub use audit::*;
 pub use chat::*;
 pub use concurrency::*;
@@ -268,6 +270,9 @@ macro_rules! __conformance_cases {
             credentials_round_trip,
             credentials_conflict_and_invalid,
             credentials_usable,
+            access_rules_round_trip,
+            access_rules_invalid,
+            access_audit_round_trip_and_filters,
             vectors_round_trip,
             vectors_invalid_input,
             vectors_insert_is_atomic,
@@ -314,6 +319,7 @@ mod tests {
     #[test]
     fn every_case_is_listed() {
         let sources = [
+            include_str!("access.rs"),
             include_str!("audit.rs"),
             include_str!("chat.rs"),
             include_str!("concurrency.rs"),

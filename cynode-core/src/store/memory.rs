@@ -12,10 +12,13 @@ use serde_json::Value;
 use super::{validate, *};
 use crate::{ArtifactId, MessageId, PreferenceId, VectorItemId};
 
+mod access;
+
 /// In-memory storage; everything is lost when it is dropped.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    access: Mutex<access::State>,
 }
 
 #[derive(Default)]

@@ -23,8 +23,14 @@ use crate::{
     model::*,
 };
 
+mod access;
 mod memory;
 pub(crate) mod validate;
+
+pub use access::{
+    AccessAudit, AccessAuditFilter, AccessControlStore, AccessRule, AccessRuleFilter, Decision,
+    Effect, NewAccessRule, SUBJECT_TYPES,
+};
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -281,6 +287,7 @@ pub trait Store:
     + AuditStore
     + CredentialStore
     + VectorStore
+    + AccessControlStore
     + StoreAdmin
     + 'static
 {
@@ -295,6 +302,7 @@ impl<T> Store for T where
         + AuditStore
         + CredentialStore
         + VectorStore
+        + AccessControlStore
         + StoreAdmin
         + 'static
 {

@@ -17,11 +17,18 @@ struct Migration {
 
 /// Every migration, in order. Append new files; never edit an applied one (the
 /// checksum check refuses a database migrated with a different text).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema",
-    sql: include_str!("../../../migrations/sqlite/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sql: include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 4,
+        description: "access audit job and duration",
+        sql: include_str!("../../../migrations/sqlite/0004_access_audit_job.sql"),
+    },
+];
 
 /// Highest version this build ships.
 pub(super) fn latest_version() -> i64 {
