@@ -43,6 +43,11 @@ impl Fixture {
         format!("http://{host}:{}{path}", self.port)
     }
 
+    /// A fetch request for `path` on the allowed host.
+    fn allowed(&self, path: &str) -> FetchRequest {
+        req(self.url("allowed.test", path))
+    }
+
     fn hits(&self) -> Vec<String> {
         self.hits.lock().expect("hits lock").clone()
     }
@@ -161,6 +166,13 @@ fn browser_with(config: BrowserConfig, resolver: Arc<dyn Resolve>) -> (SecureBro
     (b, audits)
 }
 
+/// A fresh fixture and a browser allowed to reach it (loopback permitted).
+async fn loopback_browser() -> (Fixture, SecureBrowser, Audits) {
+    let f = fixture().await;
+    let (b, audits) = browser_with(loopback_config(), local());
+    (f, b, audits)
+}
+
 /// Loopback explicitly allowed, as the fixture lives on 127.0.0.1.
 fn loopback_config() -> BrowserConfig {
     BrowserConfig {
@@ -182,10 +194,9 @@ fn req(url: String) -> FetchRequest {
 
 #[tokio::test]
 async fn fetches_and_sanitizes_an_allowed_page() {
-    let f = fixture().await;
-    let (b, audits) = browser_with(loopback_config(), local());
+    let (f, b, audits) = loopback_browser().await;
     let page = b
-        .fetch(&req(f.url("allowed.test", "/article")), &policy())
+        .fetch(&f.allowed("/article"), &policy())
         .await
         .expect("fetch");
     assert_eq!(
@@ -214,15 +225,14 @@ async fn fetches_and_sanitizes_an_allowed_page() {
 
 #[tokio::test]
 async fn same_site_redirect_is_followed_and_robots_is_cached() {
-    let f = fixture().await;
-    let (b, _) = browser_with(loopback_config(), local());
+    let (f, b, _) = loopback_browser().await;
     let page = b
-        .fetch(&req(f.url("allowed.test", "/to-article")), &policy())
+        .fetch(&f.allowed("/to-article"), &policy())
         .await
         .expect("fetch");
     assert_eq!(page.metadata.redirect_count, 1);
     assert_eq!(page.metadata.final_url, f.url("allowed.test", "/article"));
-    b.fetch(&req(f.url("allowed.test", "/article")), &policy())
+    b.fetch(&f.allowed("/article"), &policy())
         .await
         .expect("second fetch");
     assert_eq!(
@@ -237,7 +247,7 @@ async fn redirect_to_a_denied_host_is_refused() {
     // Default rules: refused as a cross-domain hop.
     let (b, audits) = browser_with(loopback_config(), local());
     let err = b
-        .fetch(&req(f.url("allowed.test", "/to-other")), &policy())
+        .fetch(&f.allowed("/to-other"), &policy())
         .await
         .expect_err("refused");
     assert!(
@@ -250,7 +260,7 @@ async fn redirect_to_a_denied_host_is_refused() {
     c.rules.redirects.allow_cross_domain_redirects = true;
     let (b2, _) = browser_with(c, local());
     let err = b2
-        .fetch(&req(f.url("allowed.test", "/to-other")), &policy())
+        .fetch(&f.allowed("/to-other"), &policy())
         .await
         .expect_err("refused");
     assert!(
@@ -274,7 +284,7 @@ async fn redirect_to_a_denied_host_is_refused() {
     // With other.test allowed too, the same redirect goes through.
     let p = WebPolicy::allow_domains(&["allowed.test", "other.test"]);
     let page = b2
-        .fetch(&req(f.url("allowed.test", "/to-other")), &p)
+        .fetch(&f.allowed("/to-other"), &p)
         .await
         .expect("allowed now");
     assert_eq!(page.metadata.final_url, f.url("other.test", "/article"));
@@ -282,10 +292,9 @@ async fn redirect_to_a_denied_host_is_refused() {
 
 #[tokio::test]
 async fn blocked_redirect_patterns_and_hop_limit() {
-    let f = fixture().await;
-    let (b, _) = browser_with(loopback_config(), local());
+    let (f, b, _) = loopback_browser().await;
     let err = b
-        .fetch(&req(f.url("allowed.test", "/to-consent")), &policy())
+        .fetch(&f.allowed("/to-consent"), &policy())
         .await
         .expect_err("consent wall");
     assert!(
@@ -293,7 +302,7 @@ async fn blocked_redirect_patterns_and_hop_limit() {
         "{err:?}"
     );
     let err = b
-        .fetch(&req(f.url("allowed.test", "/loop")), &policy())
+        .fetch(&f.allowed("/loop"), &policy())
         .await
         .expect_err("loop");
     assert!(err.to_string().contains("more than 5 redirects"), "{err}");
@@ -307,7 +316,7 @@ async fn oversize_body_is_cut_or_rejected() {
     c.rules.fetch.max_bytes = 50_000;
     let (b, _) = browser_with(c.clone(), local());
     let page = b
-        .fetch(&req(f.url("allowed.test", "/big")), &policy())
+        .fetch(&f.allowed("/big"), &policy())
         .await
         .expect("cut page");
     assert!(page.metadata.body_truncated);
@@ -317,7 +326,7 @@ async fn oversize_body_is_cut_or_rejected() {
     c.oversize = Oversize::Reject;
     let (b, _) = browser_with(c, local());
     let err = b
-        .fetch(&req(f.url("allowed.test", "/big")), &policy())
+        .fetch(&f.allowed("/big"), &policy())
         .await
         .expect_err("too large");
     assert!(
@@ -334,7 +343,7 @@ async fn slow_server_times_out() {
     let (b, audits) = browser_with(c, local());
     for path in ["/slow", "/slow-body"] {
         let err = b
-            .fetch(&req(f.url("allowed.test", path)), &policy())
+            .fetch(&f.allowed(path), &policy())
             .await
             .expect_err("timeout");
         assert!(
@@ -354,10 +363,9 @@ async fn slow_server_times_out() {
 
 #[tokio::test]
 async fn robots_disallow_is_honoured() {
-    let f = fixture().await;
-    let (b, _) = browser_with(loopback_config(), local());
+    let (f, b, _) = loopback_browser().await;
     let err = b
-        .fetch(&req(f.url("allowed.test", "/private/page")), &policy())
+        .fetch(&f.allowed("/private/page"), &policy())
         .await
         .expect_err("robots");
     assert!(
@@ -369,7 +377,7 @@ async fn robots_disallow_is_honoured() {
     c.rules.fetch.respect_robots = false;
     let (b, _) = browser_with(c, local());
     let page = b
-        .fetch(&req(f.url("allowed.test", "/private/page")), &policy())
+        .fetch(&f.allowed("/private/page"), &policy())
         .await
         .expect("no robots");
     assert_eq!(page.content_text, "private page");
@@ -434,7 +442,7 @@ async fn dns_rebinding_cannot_reach_an_internal_address() {
     let resolver = Arc::new(Rebinding(AtomicUsize::new(0)));
     let (b, _) = browser_with(c, resolver.clone());
     let err = b
-        .fetch(&req(f.url("allowed.test", "/article")), &policy())
+        .fetch(&f.allowed("/article"), &policy())
         .await
         .expect_err("rebinding");
     assert!(matches!(err, BrowseError::PolicyDenied { .. }), "{err:?}");
@@ -447,8 +455,7 @@ async fn dns_rebinding_cannot_reach_an_internal_address() {
 
 #[tokio::test]
 async fn domain_policy_is_checked_before_any_request() {
-    let f = fixture().await;
-    let (b, _) = browser_with(loopback_config(), local());
+    let (f, b, _) = loopback_browser().await;
     let denied = WebPolicy::allow_domains(&["*.allowed.test"]).deny_domain("www.allowed.test");
     for (url, p) in [
         (
@@ -489,10 +496,9 @@ async fn domain_policy_is_checked_before_any_request() {
 
 #[tokio::test]
 async fn content_checks_charset_errors_and_leak_filter() {
-    let f = fixture().await;
-    let (b, _) = browser_with(loopback_config(), local());
+    let (f, b, _) = loopback_browser().await;
     let err = b
-        .fetch(&req(f.url("allowed.test", "/json")), &policy())
+        .fetch(&f.allowed("/json"), &policy())
         .await
         .expect_err("json");
     assert!(
@@ -500,12 +506,12 @@ async fn content_checks_charset_errors_and_leak_filter() {
         "{err:?}"
     );
     let page = b
-        .fetch(&req(f.url("allowed.test", "/latin1")), &policy())
+        .fetch(&f.allowed("/latin1"), &policy())
         .await
         .expect("latin1");
     assert_eq!(page.content_text, "café crème");
     let page = b
-        .fetch(&req(f.url("allowed.test", "/leaky")), &policy())
+        .fetch(&f.allowed("/leaky"), &policy())
         .await
         .expect("leaky");
     assert_eq!(
@@ -513,12 +519,12 @@ async fn content_checks_charset_errors_and_leak_filter() {
         "Admin panel at http://[redacted-internal]:8080/ with key [redacted-secret] inside."
     );
     let err = b
-        .fetch(&req(f.url("allowed.test", "/error")), &policy())
+        .fetch(&f.allowed("/error"), &policy())
         .await
         .expect_err("503");
     assert_eq!(err.error_type(), "fetch_failed");
     assert!(err.is_retryable());
-    let mut short = req(f.url("allowed.test", "/article"));
+    let mut short = f.allowed("/article");
     short.max_chars = Some(16);
     let page = b.fetch(&short, &policy()).await.expect("short");
     assert_eq!(page.content_text, "Fixture headline\n[truncated]");
@@ -532,7 +538,7 @@ async fn concurrent_fetches_per_subject_are_limited() {
     c.max_concurrent_per_subject = 1;
     c.rules.fetch.timeout_seconds = 2.0;
     let (b, _) = browser_with(c, local());
-    let mut slow = req(f.url("allowed.test", "/slow"));
+    let mut slow = f.allowed("/slow");
     slow.subject = Some("user:a".into());
     let b2 = b.clone();
     let p = policy();
@@ -541,7 +547,7 @@ async fn concurrent_fetches_per_subject_are_limited() {
     while !f.hits().contains(&"/slow".to_string()) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let mut other = req(f.url("allowed.test", "/article"));
+    let mut other = f.allowed("/article");
     other.subject = Some("user:a".into());
     let err = b.fetch(&other, &policy()).await.expect_err("limited");
     assert_eq!(err.error_type(), "rate_limited");
