@@ -54,6 +54,7 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+mod access;
 mod audit;
 mod chat;
 mod concurrency;
@@ -67,6 +68,7 @@ mod users;
 mod vectors;
 mod workflow;
 
+pub use access::*;
 pub use audit::*;
 pub use chat::*;
 pub use concurrency::*;
@@ -275,6 +277,9 @@ macro_rules! __conformance_cases {
             credentials_round_trip,
             credentials_conflict_and_invalid,
             credentials_usable,
+            access_rules_round_trip,
+            access_rules_invalid,
+            access_audit_round_trip_and_filters,
             vectors_round_trip,
             vectors_invalid_input,
             vectors_insert_is_atomic,
@@ -327,6 +332,7 @@ mod tests {
     #[test]
     fn every_case_is_listed() {
         let sources = [
+            include_str!("access.rs"),
             include_str!("audit.rs"),
             include_str!("chat.rs"),
             include_str!("concurrency.rs"),

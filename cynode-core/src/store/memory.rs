@@ -15,11 +15,13 @@ use crate::{ArtifactId, MessageId, PreferenceId, VectorItemId};
 mod workflow;
 #[path = "memory_resources.rs"]
 mod resources;
+mod access;
 
 /// In-memory storage; everything is lost when it is dropped.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    access: Mutex<access::State>,
 }
 
 #[derive(Default)]

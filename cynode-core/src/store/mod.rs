@@ -23,6 +23,7 @@ use crate::{
     model::*,
 };
 
+mod access;
 mod memory;
 mod preference_audit;
 mod settings;
@@ -35,6 +36,11 @@ pub use settings::{MAX_SETTING_KEY, SettingChange, SettingStore, SystemSetting};
 pub use skills::{
     DEFAULT_SKILL_NAME, MAX_SKILL_CONTENT, MAX_SKILL_NAME, NewSkill, SKILL_SCOPES, SYSTEM_SKILL_ID,
     SYSTEM_SKILL_NAME, Skill, SkillFilter, SkillStore, SkillUpdate,
+};
+
+pub use access::{
+    AccessAudit, AccessAuditFilter, AccessControlStore, AccessRule, AccessRuleFilter, Decision,
+    Effect, NewAccessRule, SUBJECT_TYPES,
 };
 
 #[cfg(feature = "postgres")]
@@ -300,6 +306,7 @@ pub trait Store:
     + SkillStore
     + SettingStore
     + PreferenceAuditStore
+    + AccessControlStore
     + StoreAdmin
     + WorkflowStore
     + 'static
@@ -318,6 +325,7 @@ impl<T> Store for T where
         + SkillStore
         + SettingStore
         + PreferenceAuditStore
+        + AccessControlStore
         + StoreAdmin
         + WorkflowStore
         + 'static

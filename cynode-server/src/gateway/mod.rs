@@ -36,7 +36,6 @@ mod creds;
 mod error;
 mod health;
 pub(crate) mod http;
-
 mod listing;
 mod nodes;
 mod prefs;

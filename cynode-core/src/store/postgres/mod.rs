@@ -16,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::StoreAdmin;
 use crate::{Error, Result};
 
+mod access;
 mod audit;
 mod chat;
 mod credentials;

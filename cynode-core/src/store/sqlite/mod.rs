@@ -36,6 +36,7 @@ use super::StoreAdmin;
 use crate::model::Timestamp;
 use crate::{Error, Result};
 
+mod access;
 mod audit;
 mod chat;
 mod credentials;
