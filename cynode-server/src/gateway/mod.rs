@@ -30,10 +30,13 @@
 //! (handle, address) failures; `expires_in` is the configured access lifetime.
 
 mod auth;
+mod chat;
 mod config;
 mod error;
 mod health;
 mod http;
+mod models;
+mod openai_error;
 mod ratelimit;
 mod state;
 mod tasks;
@@ -51,9 +54,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{AuthUser, LoginRequest, RefreshRequest, TokenResponse};
+pub use chat::threads::{
+    AppendMessageRequest, CreateThreadRequest, CreateThreadResponse, MessageListResponse,
+    MessageResponse, ThreadListResponse, ThreadResponse,
+};
+pub use chat::{
+    AssistantMessage, ChatChoice, ChatCompletionsRequest, ChatCompletionsResponse, ChatConfig,
+    ChatInference, ChatMessageIn, MSG_NO_INFERENCE, PM_MODEL_ID, PM_SYSTEM_PROMPT, REDACTED,
+    Redactor, StreamRedactor,
+};
 pub use config::{GatewayConfig, LoginRateLimit};
 pub use error::{ApiError, ProblemDetails};
 pub use http::{RequestId, X_REQUEST_ID};
+pub use models::{ModelList, ModelObject};
+pub use openai_error::{OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 pub use state::{
     Clock, GatewayState, GatewayStateBuilder, ManualClock, QueueOnlyDispatcher, ReadinessCheck,
     SystemClock, TaskDispatcher,
@@ -69,14 +83,15 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users and tasks."),
+    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users, tasks and OpenAI-compatible chat."),
     modifiers(&BearerAuth),
-    components(schemas(ProblemDetails)),
+    components(schemas(ProblemDetails, OpenAiErrorBody)),
     tags(
         (name = "probes", description = "Health and readiness"),
         (name = "auth", description = "Login, refresh, logout"),
         (name = "users", description = "Accounts"),
         (name = "tasks", description = "Tasks"),
+        (name = "chat", description = "OpenAI-compatible chat, threads and messages"),
     )
 )]
 struct ApiDoc;
@@ -113,6 +128,17 @@ fn routes(state: &GatewayState) -> OpenApiRouter<GatewayState> {
         .routes(routes!(tasks::task_result))
         .routes(routes!(tasks::cancel_task))
         .routes(routes!(tasks::task_logs))
+        .routes(routes!(models::list_models))
+        .routes(routes!(chat::chat_completions))
+        .routes(routes!(
+            chat::threads::create_thread,
+            chat::threads::list_threads
+        ))
+        .routes(routes!(chat::threads::get_thread))
+        .routes(routes!(
+            chat::threads::list_messages,
+            chat::threads::append_message
+        ))
         .route_layer(from_fn_with_state(
             state.clone(),
             auth::require_access_token,
