@@ -450,8 +450,15 @@ async fn prepare(
             OpenAiError::invalid_request(MSG_INVALID_BODY)
         }
     })?;
-    let body: ChatCompletionsRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| OpenAiError::invalid_request(MSG_INVALID_BODY).with_source(e))?;
+    // Only a JSON object is a request (serde would also take an array for a struct).
+    let body: ChatCompletionsRequest = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| OpenAiError::invalid_request(MSG_INVALID_BODY))
+        .and_then(|v| {
+            serde_json::from_value(v)
+                .map_err(|e| OpenAiError::invalid_request(MSG_INVALID_BODY).with_source(e))
+        })?;
     // 2. Messages.
     let messages = body.messages.clone().unwrap_or_default();
     if messages.is_empty() {

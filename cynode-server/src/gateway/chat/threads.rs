@@ -225,8 +225,11 @@ pub(crate) async fn create_thread(
     let req: CreateThreadRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         CreateThreadRequest::default()
     } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| OpenAiError::invalid_request(MSG_INVALID_BODY).with_source(e))?
+        serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .and_then(|v| serde_json::from_value(v).ok())
+            .ok_or_else(|| OpenAiError::invalid_request(MSG_INVALID_BODY))?
     };
     let mut project = project_scope(&st, &headers, "Failed to create thread").await?;
     if project.is_none()
