@@ -239,7 +239,80 @@ macro_rules! on_stores {
                 }
             )*
         }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::pg::on_fresh_database(super::$case).await;
+                }
+            )*
+        }
     };
+}
+
+/// PostgreSQL 18 + pgvector (`CYNODE_TEST_PG_URL`): a fresh database per test.
+mod pg {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use cynode_core::store::{PgStore, Store};
+    use sqlx::{Connection, PgConnection};
+
+    fn with_database(url: &str, db: &str) -> String {
+        let (base, query) = match url.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (url, None),
+        };
+        let scheme_end = base.find("://").map_or(0, |i| i + 3);
+        let host = match base[scheme_end..].find('/') {
+            Some(i) => &base[..scheme_end + i],
+            None => base,
+        };
+        match query {
+            Some(q) => format!("{host}/{db}?{q}"),
+            None => format!("{host}/{db}"),
+        }
+    }
+
+    pub async fn on_fresh_database<F, Fut>(case: F)
+    where
+        F: FnOnce(Arc<dyn Store>) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let admin_url = match std::env::var("CYNODE_TEST_PG_URL") {
+            Ok(v) if !v.trim().is_empty() => v,
+            _ => {
+                assert!(
+                    std::env::var("CYNODE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                    "CYNODE_TEST_PG_URL is not set, but CYNODE_REQUIRE_SERVICES=1 requires it"
+                );
+                eprintln!("skipped: CYNODE_TEST_PG_URL not set");
+                return;
+            }
+        };
+        let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to CYNODE_TEST_PG_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let store = Arc::new(
+            PgStore::connect(&with_database(&admin_url, &name), 5)
+                .await
+                .expect("connect store"),
+        );
+        case(store.clone()).await;
+        store.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop database");
+        admin.close().await.ok();
+    }
 }
 
 on_stores!(
@@ -417,6 +490,13 @@ async fn every_validation_row_answers_in_the_openai_shape(store: Arc<dyn Store>)
         1,
         "rejected requests never reach the model"
     );
+    // An over-size body.
+    let big = format!(
+        r#"{{"messages": [{{"role": "user", "content": "{}"}}]}}"#,
+        "x".repeat(10 * 1024 * 1024)
+    );
+    let r = c.chat_raw(&big, None).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     // Content-part arrays are accepted.
     let r = c
         .chat(
@@ -463,7 +543,41 @@ async fn no_inference_configured_says_how_to_configure_it(store: Arc<dyn Store>)
     .await
     .expect("call");
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // A router whose only target is an external provider that routing does not allow:
+    // no inference path for this request.
+    let (_, mock) = MockLlm::start().await;
+    let cfg: RouterConfig = serde_json::from_value(json!({
+        "external": [{"name": "openai", "provider": {"kind": "open_ai", "base_url": format!("{}/v1", mock.base_url())}}],
+    }))
+    .expect("router config");
+    let state = GatewayState::builder(c.store.clone(), common::test_keys())
+        .config(common::test_config())
+        .inference(ChatInference::new(Arc::new(
+            Router::from_config(&cfg).expect("router"),
+        )))
+        .build();
+    let res = tower::ServiceExt::oneshot(
+        router(state),
+        H::request(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&c.token),
+            Some(&user_msg("x")),
+        ),
+    )
+    .await
+    .expect("call");
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let bytes = http_body_util::BodyExt::collect(res.into_body())
+        .await
+        .expect("body")
+        .to_bytes();
+    let v: Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(v["error"]["code"], "model_unavailable");
+    assert_eq!(v["error"]["message"], "PM agent is not available");
+    assert_eq!(mock.request_count(), 0);
     let audits = c.chat_audits().await;
+    assert_eq!(audits.len(), 4);
     assert!(
         audits
             .iter()

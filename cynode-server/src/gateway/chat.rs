@@ -258,6 +258,7 @@ pub struct ChatCompletionsRequest {
     /// `cynodeai.pm` (default when absent or empty) or a model id.
     pub model: Option<String>,
     /// The conversation, oldest first; required, non-empty.
+    #[schema(required = true, min_items = 1, value_type = Vec<ChatMessageIn>)]
     pub messages: Option<Vec<ChatMessageIn>>,
     /// Stream the answer as server-sent events.
     #[schema(value_type = Option<bool>)]
@@ -654,7 +655,8 @@ fn unix_now() -> i64 {
             content((ChatCompletionsResponse = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "`invalid_request`: `Invalid request body` / `messages is required and must be non-empty` / `At least one user message is required` / `OpenAI-Project names no project`", body = OpenAiErrorBody),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 413, description = "Request body too large", body = OpenAiErrorBody),
+        (status = 413, description = "Request body too large (Problem Details when the declared length is over the cap, else the OpenAI shape)",
+            content((ProblemDetails = "application/problem+json"), (OpenAiErrorBody = "application/json"))),
         (status = 500, description = "`internal_error`: `Failed to get chat thread` / `Failed to persist message`", body = OpenAiErrorBody),
         (status = 502, description = "`orchestrator_inference_failed`: `Completion failed`", body = OpenAiErrorBody),
         (status = 503, description = "`model_unavailable`: no inference path (the message says how to configure one)", body = OpenAiErrorBody),
@@ -702,6 +704,19 @@ fn deadline(st: &GatewayState) -> Duration {
 }
 
 async fn complete(st: GatewayState, p: Prepared) -> Response {
+    // If the client goes away, this future is dropped (and with it the model call);
+    // the guard then records the completion as `canceled`.
+    let mut cancel = CancelAudit {
+        st: st.clone(),
+        record: Some(p.audit("canceled", None, false)),
+    };
+    let res = complete_inner(&st, &p).await;
+    cancel.record = None;
+    res
+}
+
+async fn complete_inner(st: &GatewayState, p: &Prepared) -> Response {
+    let st = st.clone();
     let router = p.inference.router.clone();
     let res = tokio::time::timeout(deadline(&st), router.chat(&p.request, p.route())).await;
     let routed = match res {

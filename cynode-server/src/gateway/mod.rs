@@ -28,6 +28,13 @@
 //! is `400` `Invalid project_id`; logout ends only the caller's own session; a reused
 //! refresh token revokes all of the user's sessions; login is also limited per
 //! (handle, address) failures; `expires_in` is the configured access lifetime.
+//!
+//! The chat surface (`/v1/models`, `/v1/chat/completions`, `/v1/chat/threads…`) goes
+//! through the model router given as a [`ChatInference`]; `cynodeai.pm` is served by
+//! the gateway itself with the configured PM model and [`PM_SYSTEM_PROMPT`] (no PM
+//! agent process exists yet). Its own deliberate differences (newest history as
+//! context, request turns as context when several are sent, streaming, thread read
+//! routes, answers redacted too) are listed at the top of `gateway/chat.rs`.
 
 mod auth;
 mod chat;

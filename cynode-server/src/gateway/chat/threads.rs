@@ -107,6 +107,7 @@ pub struct AppendMessageRequest {
     /// Only `user` (the default) may be appended by clients.
     pub role: Option<String>,
     /// Text (required, non-empty); redacted before it is stored.
+    #[schema(required = true, min_length = 1, value_type = String)]
     pub content: Option<String>,
 }
 
@@ -203,7 +204,8 @@ async fn owned_thread(
         (status = 201, description = "Created", body = CreateThreadResponse),
         (status = 400, description = "`invalid_request`: `Invalid request body` / `OpenAI-Project names no project`", body = OpenAiErrorBody),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 413, description = "Request body too large", body = OpenAiErrorBody),
+        (status = 413, description = "Request body too large (Problem Details when the declared length is over the cap, else the OpenAI shape)",
+            content((ProblemDetails = "application/problem+json"), (OpenAiErrorBody = "application/json"))),
         (status = 500, description = "`internal_error`: `Failed to create thread`", body = OpenAiErrorBody),
     )
 )]
