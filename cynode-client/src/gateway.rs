@@ -332,24 +332,40 @@ impl GatewayClient {
             refresh_token: refresh_token.map(str::to_string),
         };
         let r = self
-            .request(Method::POST, self.url(&["v1", "auth", "logout"]), Auth::Bearer)
+            .request(
+                Method::POST,
+                self.url(&["v1", "auth", "logout"]),
+                Auth::Bearer,
+            )
             .json(&body);
         self.send(r).await.map(drop)
     }
 
     /// `GET /v1/users/me`.
     pub async fn me(&self) -> Result<UserInfo> {
-        self.call::<(), _>(Method::GET, &["v1", "users", "me"], None, None, Auth::Bearer)
-            .await
+        self.call::<(), _>(
+            Method::GET,
+            &["v1", "users", "me"],
+            None,
+            None,
+            Auth::Bearer,
+        )
+        .await
     }
 
     // ------------------------------------------------------------ tasks
 
     /// `POST /v1/tasks`.
     pub async fn create_task(&self, req: &CreateTaskRequest) -> Result<Task> {
-        self.call(Method::POST, &["v1", "tasks"], None, Some(req), Auth::Bearer)
-            .await
-            .map(Task::normalized)
+        self.call(
+            Method::POST,
+            &["v1", "tasks"],
+            None,
+            Some(req),
+            Auth::Bearer,
+        )
+        .await
+        .map(Task::normalized)
     }
 
     /// `GET /v1/tasks`.
@@ -369,9 +385,15 @@ impl GatewayClient {
 
     /// `GET /v1/tasks/{task}`; `task` is an id or a task name.
     pub async fn get_task(&self, task: &str) -> Result<Task> {
-        self.call::<(), _>(Method::GET, &["v1", "tasks", task], None, None, Auth::Bearer)
-            .await
-            .map(Task::normalized)
+        self.call::<(), _>(
+            Method::GET,
+            &["v1", "tasks", task],
+            None,
+            None,
+            Auth::Bearer,
+        )
+        .await
+        .map(Task::normalized)
     }
 
     /// `GET /v1/tasks/{task}/result`.
@@ -483,10 +505,10 @@ impl GatewayClient {
         let mut req = req.clone();
         req.stream = true;
         let resp = self
-            .send(
-                self.chat_request(&req, project)
-                    .header(reqwest::header::ACCEPT, "text/event-stream, application/json"),
-            )
+            .send(self.chat_request(&req, project).header(
+                reqwest::header::ACCEPT,
+                "text/event-stream, application/json",
+            ))
             .await?;
         let is_events = resp
             .headers()
@@ -559,9 +581,13 @@ impl GatewayClient {
 
     /// `DELETE /v1/skills/{id}`.
     pub async fn delete_skill(&self, id: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, self.url(&["v1", "skills", id]), Auth::Bearer))
-            .await
-            .map(drop)
+        self.send(self.request(
+            Method::DELETE,
+            self.url(&["v1", "skills", id]),
+            Auth::Bearer,
+        ))
+        .await
+        .map(drop)
     }
 }
 

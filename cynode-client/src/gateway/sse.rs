@@ -23,7 +23,10 @@ type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Sen
 
 enum Source {
     /// An event stream still being read.
-    Events { bytes: ByteStream, buf: Vec<u8> },
+    Events {
+        bytes: ByteStream,
+        buf: Vec<u8>,
+    },
     /// A whole (non-streamed) completion, delivered as one delta then done.
     Whole(Option<ChatCompletion>),
     Finished,
@@ -80,9 +83,8 @@ impl ChatStream {
         let value: serde_json::Value = match serde_json::from_str(data) {
             Ok(v) => v,
             Err(e) => {
-                self.pending.push_back(Err(GatewayError::Decode(format!(
-                    "chat stream event: {e}"
-                ))));
+                self.pending
+                    .push_back(Err(GatewayError::Decode(format!("chat stream event: {e}"))));
                 self.done = true;
                 return;
             }
@@ -104,19 +106,18 @@ impl ChatStream {
             Ok(chunk) => {
                 let text = chunk.delta_text();
                 if !text.is_empty() {
-                    self.pending.push_back(Ok(ChatEvent::Delta(text.to_string())));
+                    self.pending
+                        .push_back(Ok(ChatEvent::Delta(text.to_string())));
                 }
-                if let Some(reason) = chunk.choices.first().and_then(|c| c.finish_reason.clone())
-                {
+                if let Some(reason) = chunk.choices.first().and_then(|c| c.finish_reason.clone()) {
                     // Keep reading until [DONE], but report completion now.
                     self.pending.push_back(Ok(ChatEvent::Done(Some(reason))));
                     self.done = true;
                 }
             }
             Err(e) => {
-                self.pending.push_back(Err(GatewayError::Decode(format!(
-                    "chat stream chunk: {e}"
-                ))));
+                self.pending
+                    .push_back(Err(GatewayError::Decode(format!("chat stream chunk: {e}"))));
                 self.done = true;
             }
         }
@@ -208,10 +209,8 @@ impl Stream for ChatStream {
                         }
                     }
                     Poll::Ready(Some(Err(e))) => {
-                        this.pending.push_back(Err(GatewayError::network(
-                            "chat stream interrupted",
-                            e,
-                        )));
+                        this.pending
+                            .push_back(Err(GatewayError::network("chat stream interrupted", e)));
                         this.done = true;
                     }
                     Poll::Ready(None) => {
@@ -220,8 +219,7 @@ impl Stream for ChatStream {
                         if !this.done {
                             // The connection closed without [DONE] or a finish reason.
                             this.pending.push_back(Err(GatewayError::Network {
-                                message: "chat stream ended before the reply was complete"
-                                    .into(),
+                                message: "chat stream ended before the reply was complete".into(),
                                 source: None,
                             }));
                             this.done = true;
@@ -285,7 +283,11 @@ mod tests {
         let s = from_chunks(&["data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n"]);
         let got = collect(s).await;
         assert_eq!(got[0], Ok(ChatEvent::Delta("x".into())));
-        assert!(got[1].as_ref().is_err_and(|e| e.contains("before the reply")));
+        assert!(
+            got[1]
+                .as_ref()
+                .is_err_and(|e| e.contains("before the reply"))
+        );
     }
 
     #[tokio::test]

@@ -783,7 +783,10 @@ mod tests {
         .expect("chunk");
         assert_eq!(chunk.delta_text(), "O");
         let e: OpenAiErrorBody = serde_json::from_value(json!({"error":{"message":"Completion failed","type":"cynodeai_error","param":null,"code":"orchestrator_inference_failed"}})).expect("error");
-        assert_eq!(e.error.code.as_deref(), Some("orchestrator_inference_failed"));
+        assert_eq!(
+            e.error.code.as_deref(),
+            Some("orchestrator_inference_failed")
+        );
     }
 
     #[test]
