@@ -708,3 +708,24 @@ fn chat_without_token_and_with_exit_on_stdin() {
     assert!(r.stdout.contains("logged out"));
     assert!(r.stderr.contains("not logged in"));
 }
+
+/// Through a pseudo-terminal: the password prompt does not echo, and the password never
+/// shows up in the terminal output.
+#[test]
+fn login_prompts_for_the_password_without_echo_on_a_terminal() {
+    let s = Stack::start();
+    let cfg = s.config("pty");
+    let mut p = expectrl::Session::spawn(s.command(&cfg, &["auth", "login", "-u", "admin"]))
+        .expect("spawn in a pty");
+    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    p.expect("Password: ").expect("password prompt");
+    p.send_line("admin123").expect("type password");
+    let seen = p.expect("logged_in=true user=admin").expect("logged in");
+    assert!(
+        !String::from_utf8_lossy(seen.before()).contains("admin123"),
+        "password echoed: {:?}",
+        String::from_utf8_lossy(seen.before())
+    );
+    p.expect(expectrl::Eof).expect("exit");
+    assert!(config_value(&cfg, "token").is_some_and(|t| !t.is_empty()));
+}
