@@ -390,6 +390,9 @@ pub struct PrefArgs {
     /// Preference key.
     #[arg(long)]
     pub key: Option<String>,
+    /// Only change the entry if it still has this version (set, delete; else 409).
+    #[arg(long)]
+    pub expected_version: Option<i64>,
     /// Words such as `scope type user key output.style value '"x"'` (same as the flags).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
     pub words: Vec<String>,

@@ -66,9 +66,13 @@ fn models_list_table_and_json() {
     let mock = mock_llm("OK", Duration::ZERO);
     let s = chat_stack(Some(&mock));
     let cfg = s.config("m");
-    s.cynork(&cfg, &["models", "list"], None).fails(3, "not logged in");
+    s.cynork(&cfg, &["models", "list"], None)
+        .fails(3, "not logged in");
     s.login_admin(&cfg);
-    let j = s.cynork(&cfg, &["models", "list", "-o", "json"], None).ok().json();
+    let j = s
+        .cynork(&cfg, &["models", "list", "-o", "json"], None)
+        .ok()
+        .json();
     assert_eq!(j["object"], "list");
     let ids: Vec<&str> = j["data"]
         .as_array()
@@ -88,22 +92,35 @@ fn one_shot_plain_streams_the_reply() {
     let cfg = s.config("c");
     s.login_admin(&cfg);
     let r = s
-        .cynork(&cfg, &["chat", "--message", "Reply with exactly: OK", "--plain"], None)
+        .cynork(
+            &cfg,
+            &["chat", "--message", "Reply with exactly: OK", "--plain"],
+            None,
+        )
         .ok();
     assert_eq!(r.stdout, "OK from the model\n");
     // The model saw the message; the CLI asked for a stream.
     let sent = mock.requests();
-    assert!(sent.iter().any(|q| q.body_text().contains("Reply with exactly: OK")));
+    assert!(
+        sent.iter()
+            .any(|q| q.body_text().contains("Reply with exactly: OK"))
+    );
     // --thread-new announces the thread on stderr; --project-id is accepted.
     let r = s
-        .cynork(&cfg, &["chat", "-m", "again", "--plain", "--thread-new"], None)
+        .cynork(
+            &cfg,
+            &["chat", "-m", "again", "--plain", "--thread-new"],
+            None,
+        )
         .ok();
     assert!(r.stderr.contains("New thread started: "), "{r:?}");
     // Not a terminal: the Markdown source is printed as is (no escapes).
     let r = s.cynork(&cfg, &["chat", "-m", "x"], None).ok();
     assert_eq!(r.stdout, "OK from the model\n");
     // Piped session: the reply of each line, then /exit.
-    let r = s.cynork(&cfg, &["chat", "--plain"], Some("hello\n/exit\n")).ok();
+    let r = s
+        .cynork(&cfg, &["chat", "--plain"], Some("hello\n/exit\n"))
+        .ok();
     assert!(r.stdout.contains("OK from the model\n"), "{r:?}");
 }
 
@@ -126,7 +143,10 @@ fn no_inference_is_an_inference_unavailable_error() {
 /// reply, slash commands, a shell escape, /exit.
 #[test]
 fn interactive_chat_in_a_terminal() {
-    let mock = mock_llm("# Title\n- item **bold**\nthe end", Duration::from_millis(5));
+    let mock = mock_llm(
+        "# Title\n- item **bold**\nthe end",
+        Duration::from_millis(5),
+    );
     let s = chat_stack(Some(&mock));
     let cfg = s.config("pty");
     s.login_admin(&cfg);

@@ -157,6 +157,9 @@ pub async fn prefs(ctx: &Ctx, c: PrefsCmd) -> CliResult {
             if let Some(t) = text {
                 body.insert("value".into(), json_value(&t)?);
             }
+            if let Some(v) = scope.expected_version {
+                body.insert("expected_version".into(), json!(v));
+            }
             let body = client
                 .request_value(
                     Method::POST,
