@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use cynode_sandbox::node::{
     NodeManager, NodeManagerConfig, ShutdownOutcome, Telemetry, WorkerApiConfig, WorkerApiState,
     capability, worker_api_router,
 };
 use cynode_sandbox::{
-    DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceConfig, PullPolicy, RunAs,
+    DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceConfig, InferenceProxy, ModelPolicy,
+    PullPolicy, RunAs,
 };
 
 /// A CyNodeAI worker node: runs jobs from the orchestrator in sandboxes.
@@ -43,6 +44,9 @@ use cynode_sandbox::{
     verbatim_doc_comment
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Control-plane base URL.
     #[arg(
         long,
@@ -168,6 +172,33 @@ struct Args {
     log_format: LogFormat,
 }
 
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run only the inference proxy: an HTTP server on a Unix socket that forwards the
+    /// Ollama inference endpoints (and nothing else) to the node's model server.
+    InferenceProxy(ProxyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// Unix socket to listen on (created with mode 0600).
+    #[arg(long, env = "INFERENCE_PROXY_SOCKET")]
+    socket: Option<PathBuf>,
+
+    /// Ollama-compatible upstream (host.containers.internal is read as localhost).
+    #[arg(
+        long,
+        env = "OLLAMA_UPSTREAM_URL",
+        default_value = "http://127.0.0.1:11434"
+    )]
+    upstream: String,
+
+    /// Instead of serving: GET this URL once (http:// or http+unix://<encoded socket
+    /// path>/<path>) and exit 0 on 200, 1 otherwise.
+    #[arg(long)]
+    healthcheck_url: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Pull {
     IfMissing,
@@ -270,7 +301,97 @@ async fn main() -> ExitCode {
     }
 }
 
+/// One GET; the status code.
+async fn http_get_status(url: &str) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        mut s: S,
+        host: &str,
+        path: &str,
+    ) -> anyhow::Result<u16> {
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut head = Vec::new();
+        s.take(4096).read_to_end(&mut head).await?;
+        let text = String::from_utf8_lossy(&head);
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("no HTTP status line")?;
+        Ok(code)
+    }
+    if let Some(rest) = url.strip_prefix("http+unix://") {
+        let (sock, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_string()), |(a, b)| (a, format!("/{b}")));
+        let sock = sock.replace("%2F", "/").replace("%2f", "/");
+        let s = tokio::net::UnixStream::connect(&sock)
+            .await
+            .with_context(|| format!("connect {sock}"))?;
+        exchange(s, "localhost", &path).await
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let (hostport, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_string()), |(a, b)| (a, format!("/{b}")));
+        let s = tokio::net::TcpStream::connect(hostport)
+            .await
+            .with_context(|| format!("connect {hostport}"))?;
+        exchange(s, hostport, &path).await
+    } else {
+        bail!("--healthcheck-url must be http:// or http+unix://")
+    }
+}
+
+async fn inference_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.healthcheck_url {
+        let ok = tokio::time::timeout(Duration::from_secs(10), http_get_status(url))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within 10s"))
+            .and_then(|r| r)
+            .map(|code| code == 200);
+        return Ok(match ok {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) | Err(_) => ExitCode::FAILURE,
+        });
+    }
+    let Some(socket) = args.socket else {
+        bail!(
+            "INFERENCE_PROXY_SOCKET (--socket) is required: the proxy listens only on a Unix socket"
+        );
+    };
+    let upstream = args
+        .upstream
+        .replace("host.containers.internal", "localhost");
+    if socket.exists() {
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("remove stale {}", socket.display()))?;
+    }
+    let proxy = InferenceProxy::bind(
+        &socket,
+        &InferenceConfig {
+            upstream_url: upstream.clone(),
+            ..Default::default()
+        },
+        ModelPolicy::Installed,
+        None,
+    )
+    .await
+    .context("start the inference proxy")?;
+    tracing::info!(socket = %socket.display(), upstream = %upstream, "inference proxy listening");
+    shutdown_signal().await;
+    drop(proxy);
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("inference proxy stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(Command::InferenceProxy(p)) = args.command {
+        return inference_proxy(p).await;
+    }
     let state_dir = args
         .state_dir
         .clone()

@@ -225,3 +225,66 @@ async fn registers_runs_a_job_and_drains_on_sigterm() {
     let left = rt.list_owned(&owner).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test]
+async fn inference_proxy_mode_serves_its_socket_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("inference-proxy.sock");
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("inference-proxy")
+        .env_clear()
+        .env("INFERENCE_PROXY_SOCKET", &sock)
+        .env("OLLAMA_UPSTREAM_URL", "http://host.containers.internal:9")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let encoded = sock.display().to_string().replace('/', "%2F");
+    let health = std::process::Command::new(BIN)
+        .args(["inference-proxy", "--healthcheck-url"])
+        .arg(format!("http+unix://{encoded}/healthz"))
+        .env_clear()
+        .status()
+        .unwrap();
+    assert!(health.success());
+    let missing = std::process::Command::new(BIN)
+        .args(["inference-proxy", "--healthcheck-url"])
+        .arg(format!("http+unix://{encoded}x/healthz"))
+        .env_clear()
+        .status()
+        .unwrap();
+    assert!(!missing.success());
+
+    // A body over 10 MiB is refused before anything is forwarded.
+    let mut s = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let len = (10 << 20) + 1;
+    s.write_all(
+        format!("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert!(!sock.exists(), "socket removed at shutdown");
+}
