@@ -895,6 +895,37 @@ async fn probes_and_plumbing(store: Arc<dyn Store>) {
     let r = h.get("/readyz", None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.text(), NOT_READY_NO_INFERENCE);
+    // The user gateway's /readyz answers the same through the readiness hook.
+    let gateway = cynode_server::gateway::router(
+        cynode_server::gateway::GatewayState::builder(
+            h.store().clone(),
+            JwtKeys::new(JwtKey::new("g", b"gateway".to_vec())),
+        )
+        .readiness_check(Arc::new(h.state.clone()))
+        .build(),
+    );
+    let gw_readyz = || async {
+        let res = gateway
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/readyz")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+            .expect("infallible");
+        let status = res.status();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(
+        gw_readyz().await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            NOT_READY_NO_INFERENCE.to_string()
+        )
+    );
     // A sandbox-only node is dispatchable but no inference path.
     h.onboard(&with(
         report("sb"),
@@ -906,6 +937,7 @@ async fn probes_and_plumbing(store: Arc<dyn Store>) {
     h.onboard(&report("inf")).await;
     let r = h.get("/readyz", None).await;
     assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "ready"));
+    assert_eq!(gw_readyz().await, (StatusCode::OK, "ready".to_string()));
     assert_eq!(h.get("/v1/nope", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(
         h.get("/v1/nodes/register", None).await.status,

@@ -102,6 +102,16 @@ impl ControlPlaneState {
     }
 }
 
+/// The control plane's readiness as a gateway readiness check, so the user gateway's
+/// `/readyz` answers with the same bodies (node protocol §9: both services gate on an
+/// inference path and an online PMA).
+#[async_trait::async_trait]
+impl crate::gateway::ReadinessCheck for ControlPlaneState {
+    async fn check(&self) -> Option<String> {
+        self.readiness().await.err().map(str::to_string)
+    }
+}
+
 /// The control-plane router with its layers (request id and span, panic → `500`).
 /// Serve it as is; no connect info is needed.
 pub fn router(state: ControlPlaneState) -> Router {
