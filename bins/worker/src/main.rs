@@ -155,6 +155,15 @@ struct Args {
     #[arg(long, env = "NODE_DRAIN_GRACE", default_value = "10s", value_parser = parse_duration)]
     drain_grace: Duration,
 
+    /// Image of the start-up check that runs a no-op container [default: the sandbox
+    /// default image].
+    #[arg(long, env = "NODE_MANAGER_RUNTIME_CHECK_IMAGE")]
+    runtime_check_image: Option<String>,
+
+    /// Skip the start-up container check.
+    #[arg(long, env = "NODE_MANAGER_SKIP_CONTAINER_CHECK")]
+    skip_container_check: bool,
+
     /// Serve the Worker API only, with WORKER_API_BEARER_TOKEN; register nowhere.
     #[arg(long, env = "WORKER_STANDALONE")]
     standalone: bool,
@@ -527,6 +536,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         config.sandbox_only = args.sandbox_only;
         config.docker = docker;
+        config.runtime_check_image = (!args.skip_container_check).then(|| {
+            args.runtime_check_image
+                .clone()
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| args.sandbox_image.clone())
+        });
         config.inference_base_url = (!args.sandbox_only).then_some(ollama);
         config.state_dir = state_dir;
         config.report_interval = args.report_interval.max(Duration::from_millis(100));
