@@ -951,6 +951,80 @@ async fn probes_and_plumbing(store: Arc<dyn Store>) {
     );
 }
 
+/// PMA desired state goes only into the chosen host's configuration, once that host
+/// is dispatchable; a sandbox-only node never hosts it; the label wins over slug
+/// order; the agent token is stable and distinct from the Worker API token.
+async fn pma_placement(store: Arc<dyn Store>) {
+    let h = H::with(
+        store,
+        ControlPlaneConfig {
+            pma: Some(cynode_server::control_plane::PmaConfig {
+                image: "localhost/pma:test".into(),
+                ..Default::default()
+            }),
+            ..config()
+        },
+    );
+    let services = |v: &Value| {
+        v["managed_services"]["services"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    // A sandbox-only node, even with the preferred label, is never the host.
+    let (_, sb_jwt, sb_cfg) = h
+        .onboard(&with(
+            report("a-sandbox"),
+            &["node", "labels"],
+            json!(["sandbox_only", "orchestrator_host"]),
+        ))
+        .await;
+    assert!(services(&sb_cfg).is_empty());
+    // The first fetch happens before the ack: not dispatchable yet, no PMA.
+    let (_, b_jwt, b_cfg) = h.onboard(&report("b-node")).await;
+    assert!(services(&b_cfg).is_empty());
+    let b_cfg2 = h.get("/v1/nodes/config", Some(&b_jwt)).await.json();
+    let svcs = services(&b_cfg2);
+    assert_eq!(svcs.len(), 1, "{b_cfg2}");
+    let pma = &svcs[0];
+    assert_eq!(pma["service_id"], "pma-main");
+    assert_eq!(pma["service_type"], "pma");
+    assert_eq!(pma["image"], "localhost/pma:test");
+    assert_eq!(
+        pma["healthcheck"],
+        json!({"path": "/healthz", "expected_status": 200})
+    );
+    assert_eq!(pma["inference"]["mode"], "node_local");
+    assert_eq!(
+        pma["inference"]["default_model"],
+        b_cfg2["inference_backend"]["selected_model"]
+    );
+    let token = pma["orchestrator"]["agent_token"]
+        .as_str()
+        .expect("agent token")
+        .to_string();
+    assert_ne!(token, "worker-token-1");
+    assert!(b_cfg2["config_version"].as_str() > b_cfg["config_version"].as_str());
+    let again = h.get("/v1/nodes/config", Some(&b_jwt)).await.json();
+    assert_eq!(again["config_version"], b_cfg2["config_version"], "stable");
+    assert_eq!(
+        services(&again)[0]["orchestrator"]["agent_token"],
+        token.as_str()
+    );
+    assert!(services(&h.get("/v1/nodes/config", Some(&sb_jwt)).await.json()).is_empty());
+    // A dispatchable node with the preferred label takes over.
+    let (_, z_jwt, _) = h
+        .onboard(&with(
+            report("z-host"),
+            &["node", "labels"],
+            json!(["orchestrator_host"]),
+        ))
+        .await;
+    let z = h.get("/v1/nodes/config", Some(&z_jwt)).await.json();
+    assert_eq!(services(&z).len(), 1);
+    assert!(services(&h.get("/v1/nodes/config", Some(&b_jwt)).await.json()).is_empty());
+}
+
 macro_rules! cases {
     ($($case:ident),* $(,)?) => {
         mod sqlite_cases {
@@ -993,6 +1067,7 @@ cases!(
     config_versions,
     target_override,
     probes_and_plumbing,
+    pma_placement,
 );
 
 // ------------------------------------------------------------------ real socket

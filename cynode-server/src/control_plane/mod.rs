@@ -59,7 +59,7 @@ use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use config::ControlPlaneConfig;
+pub use config::{ControlPlaneConfig, PmaConfig};
 pub use error::{CpError, UNSUPPORTED_VERSION_TYPE};
 pub use health::{NOT_READY_DATABASE, NOT_READY_NO_INFERENCE, NOT_READY_PMA};
 pub use nodes::{MAX_SLUG_BYTES, is_dispatchable_at, reap_stale_nodes, valid_slug};
