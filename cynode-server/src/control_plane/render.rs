@@ -170,7 +170,7 @@ pub fn pma_host<'a>(pma: &PmaConfig, candidates: &'a [(String, Vec<String>)]) ->
     }
     sorted
         .iter()
-        .find(|c| c.1.iter().any(|l| *l == pma.prefer_host_label))
+        .find(|c| c.1.contains(&pma.prefer_host_label))
         .or_else(|| sorted.first())
         .map(|c| c.0.as_str())
 }
