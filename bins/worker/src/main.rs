@@ -470,7 +470,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let facts = capability::runtime_facts(&docker)
         .await
         .with_context(|| format!("container engine at {docker_host}"))?;
-    let telemetry = Arc::new(Telemetry::new());
+    let telemetry_db = state_dir.join("telemetry").join("telemetry.db");
+    let telemetry = Arc::new(
+        Telemetry::open(&telemetry_db, &node_slug, &args.build_version)
+            .await
+            .with_context(|| format!("telemetry database {}", telemetry_db.display()))?,
+    );
     let api = WorkerApiState::new(
         driver,
         WorkerApiConfig {
@@ -566,6 +571,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let _ = stop_tx.send(());
+    api.telemetry().flush().await;
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "Worker API server error"),

@@ -217,6 +217,27 @@ async fn registers_runs_a_job_and_drains_on_sigterm() {
         "a secret was logged"
     );
 
+    // The telemetry database kept the service log.
+    let db = dir.path().join("telemetry/telemetry.db");
+    assert!(db.exists(), "telemetry database at {}", db.display());
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let shutdown_rows: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM log_event WHERE source_name = 'node_manager' AND message = 'node manager shutdown'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(shutdown_rows, 1);
+    let inventory: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM container_inventory WHERE job_id = ?")
+            .bind(&job_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(inventory, 1);
+
     // No sandbox of this node is left behind.
     let rt = DockerRuntime::connect(&DockerConfig::new(&host))
         .await
