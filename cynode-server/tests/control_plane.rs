@@ -676,6 +676,14 @@ async fn heartbeat(store: Arc<dyn Store>) {
     h.post("/v1/nodes/capability", None, &report("node-01"))
         .await
         .problem(401, "Missing authorization header");
+    let big = with(
+        report("node-01"),
+        &["pad"],
+        json!("x".repeat(1024 * 1024 + 1)),
+    );
+    let r = h.post("/v1/nodes/capability", Some(&jwt), &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.content_type, "application/problem+json");
     h.post(
         "/v1/nodes/capability",
         Some(&jwt),

@@ -480,6 +480,35 @@ async fn runner_token(store: Arc<dyn Store>, _plans: Arc<dyn Plans>) {
     assert_eq!(r.status, StatusCode::OK);
 }
 
+/// Eight runners race for one task: exactly one starts, the others get 409.
+async fn racing_starts(store: Arc<dyn Store>, _plans: Arc<dyn Plans>) {
+    let h = Arc::new(H::new(store, None));
+    let t = h.task("race", vec![]).await;
+    let mut joins = Vec::new();
+    for i in 0..8 {
+        let h = h.clone();
+        joins.push(tokio::spawn(async move {
+            let r = h
+                .post(
+                    "/v1/workflow/start",
+                    json!({"task_id": t.to_string(), "holder_id": format!("runner-{i}")}),
+                )
+                .await;
+            r.status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for j in joins {
+        statuses.push(j.await.expect("join"));
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let conflict = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((ok, conflict), (1, 7), "{statuses:?}");
+}
+
 // ------------------------------------------------------------------ backends
 
 async fn on_sqlite<F, Fut>(case: F)
@@ -557,7 +586,7 @@ macro_rules! cases {
     ($($case:ident),* $(,)?) => {
         mod sqlite_cases {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
                     super::on_sqlite(super::$case).await
                 }
@@ -565,7 +594,7 @@ macro_rules! cases {
         }
         mod postgres_cases {
             $(
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $case() {
                     super::on_postgres(super::$case).await
                 }
@@ -574,4 +603,4 @@ macro_rules! cases {
     };
 }
 
-cases!(routes_and_leases, start_gate, runner_token);
+cases!(routes_and_leases, start_gate, runner_token, racing_starts);
