@@ -228,7 +228,7 @@ async fn writer(pool: SqlitePool, mut rx: mpsc::UnboundedReceiver<Op>) {
             op = rx.recv() => match op { Some(op) => op, None => break },
             _ = hourly.tick() => {
                 ticks = ticks.wrapping_add(1);
-                retention(&pool, ticks % 24 == 0).await;
+                retention(&pool, ticks.is_multiple_of(24)).await;
                 continue;
             }
         };
