@@ -110,8 +110,9 @@ struct Args {
     #[arg(long, env = "SANDBOX_MAX_CONCURRENCY", default_value_t = 4)]
     max_concurrency: usize,
 
-    /// State directory [default: WORKER_API_STATE_DIR, then CYNODE_STATE_DIR, then
-    /// /var/lib/cynode/state].
+    /// State directory: sandbox job directories and the telemetry database
+    /// (telemetry/telemetry.db). Each node on a host needs its own [default:
+    /// WORKER_API_STATE_DIR, then CYNODE_STATE_DIR, then /var/lib/cynode/state].
     #[arg(long)]
     state_dir: Option<PathBuf>,
 
