@@ -1090,15 +1090,18 @@ async fn client_against_real_socket() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let store = sqlite().await;
-    let state = ControlPlaneState::new(
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let state = ControlPlaneState::builder(
         store.clone(),
         ControlPlaneConfig {
             public_url: format!("http://{addr}"),
-            node_token_ttl_secs: 1,
+            node_token_ttl_secs: 60,
             readiness_requires_pma: false,
             ..config()
         },
-    );
+    )
+    .clock(clock.clone())
+    .build();
     let server = tokio::spawn(async move {
         axum::serve(listener, router(state)).await.expect("serve");
     });
@@ -1161,8 +1164,8 @@ async fn client_against_real_socket() {
     assert_eq!(bad.status(), Some(409));
     assert!(!bad.is_retryable());
 
-    // The 1 s token expires; the node sees a 401 and re-registers.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The token expires; the node sees a 401 and re-registers.
+    clock.advance(Duration::from_secs(61));
     let err = cp.report_capability(&jwt, &rep).await.expect_err("expired");
     assert!(err.is_unauthorized(), "{err}");
     let boot2 = cp
