@@ -33,8 +33,8 @@ use cynode_sandbox::{
 /// the Worker API on LISTEN_ADDR (default :12090) and sends a heartbeat every
 /// CAPABILITY_REPORT_INTERVAL. On SIGTERM or SIGINT it stops taking jobs, lets running
 /// ones finish for --drain-grace, cancels the rest and exits 0 (1 if a job would not
-/// stop). With --standalone it serves the Worker API alone, with the token from
-/// WORKER_API_BEARER_TOKEN, and registers nowhere.
+/// stop). With --standalone (or WORKER_API_BEARER_TOKEN set and no PSK) it serves the
+/// Worker API alone, with that token, and registers nowhere.
 #[derive(Debug, Parser)]
 #[command(
     name = "cynode-worker",
@@ -165,7 +165,8 @@ struct Args {
     #[arg(long, env = "NODE_MANAGER_SKIP_CONTAINER_CHECK")]
     skip_container_check: bool,
 
-    /// Serve the Worker API only, with WORKER_API_BEARER_TOKEN; register nowhere.
+    /// Serve the Worker API only, with WORKER_API_BEARER_TOKEN; register nowhere
+    /// (implied when WORKER_API_BEARER_TOKEN is set and NODE_REGISTRATION_PSK is not).
     #[arg(long, env = "WORKER_STANDALONE")]
     standalone: bool,
 
@@ -423,7 +424,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "unix:///var/run/docker.sock".into()
             }
         });
-    let node_slug = match (&args.node_slug, args.standalone) {
+    // Standalone when asked, or when only the Worker API token is given (the reference
+    // environment contract starts the Worker API alone that way).
+    let standalone = args.standalone
+        || (args.registration_psk.as_deref().is_none_or(str::is_empty)
+            && args
+                .worker_api_token
+                .as_deref()
+                .is_some_and(|t| !t.is_empty()));
+    let node_slug = match (&args.node_slug, standalone) {
         (Some(s), _) if !s.is_empty() => s.clone(),
         (_, true) => "standalone".into(),
         _ => bail!("NODE_SLUG (--node-slug) is required"),
@@ -505,7 +514,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .into_future(),
     );
 
-    let code = if args.standalone {
+    let code = if standalone {
         let Some(token) = args.worker_api_token.as_deref().filter(|t| !t.is_empty()) else {
             bail!("--standalone needs WORKER_API_BEARER_TOKEN");
         };

@@ -309,3 +309,70 @@ async fn inference_proxy_mode_serves_its_socket_only() {
     assert!(status.success());
     assert!(!sock.exists(), "socket removed at shutdown");
 }
+
+#[tokio::test]
+async fn standalone_worker_api_runs_jobs_with_the_env_token() {
+    let Some((host, image)) = services() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(BIN)
+        .env_clear()
+        .env("WORKER_API_BEARER_TOKEN", "standalone-token")
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("CONTAINER_HOST", &host)
+        .env("SANDBOX_DEFAULT_IMAGE", &image)
+        .env("SANDBOX_PULL_POLICY", "never")
+        .env("SANDBOX_RUN_AS", "10001:10001")
+        .env("WORKER_API_STATE_DIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "standalone worker never became ready");
+    let r = http
+        .post(format!("{base}/v1/worker/jobs:run"))
+        .bearer_auth("standalone-token")
+        .json(
+            &json!({"version": 1, "task_id": "t", "job_id": uuid::Uuid::new_v4().to_string(),
+            "sandbox": {"command": ["sh", "-c", "echo standalone"]}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["stdout"], "standalone\n", "{v}");
+    let r = http
+        .post(format!("{base}/v1/worker/jobs:run"))
+        .bearer_auth("other")
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
