@@ -53,6 +53,8 @@ struct Store {
     logs: VecDeque<Stored>,
     log_bytes: usize,
     next_seq: u64,
+    /// Output bytes recorded per running container (entries leave when it stops).
+    output_bytes: std::collections::HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -175,18 +177,18 @@ impl Telemetry {
         data: &[u8],
     ) {
         let used = {
-            let s = self.lock();
-            s.logs
-                .iter()
-                .rev()
-                .take_while(|e| e.event.occurred_at > Utc::now() - ChronoDuration::days(1))
-                .filter(|e| e.event.container_id.as_deref() == Some(container_id))
-                .map(|e| e.size)
-                .sum::<usize>()
+            let mut s = self.lock();
+            if s.output_bytes.len() > MAX_CONTAINERS && !s.output_bytes.contains_key(container_id) {
+                s.output_bytes.clear();
+            }
+            let used = s.output_bytes.entry(container_id.to_string()).or_insert(0);
+            if *used >= MAX_CONTAINER_LOG_BYTES {
+                return;
+            }
+            let before = *used;
+            *used = (*used + data.len()).min(MAX_CONTAINER_LOG_BYTES);
+            before
         };
-        if used >= MAX_CONTAINER_LOG_BYTES {
-            return;
-        }
         let text = String::from_utf8_lossy(data);
         let mut budget = MAX_CONTAINER_LOG_BYTES - used;
         for line in text.split_inclusive('\n') {
@@ -263,6 +265,9 @@ impl Telemetry {
             at: Utc::now(),
         });
         let mut s = self.lock();
+        if status != "running" {
+            s.output_bytes.remove(container_id);
+        }
         if let Some(c) = s
             .containers
             .iter_mut()
@@ -597,6 +602,33 @@ mod tests {
         let r = t.logs(&q, 100, None);
         let msgs: Vec<_> = r.events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(msgs, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn container_output_is_capped_per_container() {
+        let t = Telemetry::new();
+        let line = format!("{}\n", "y".repeat(1023));
+        for _ in 0..2048 {
+            t.container_output("c2", "box", "stdout", line.as_bytes());
+        }
+        t.container_output("c3", "other", "stdout", b"z\n");
+        let q = LogQuery {
+            source: LogSource::Container("c2".into()),
+            stream: None,
+            since: None,
+            until: None,
+        };
+        let r = t.logs(&q, 5000, None);
+        let bytes: usize = r.events.iter().map(|e| e.message.len()).sum();
+        assert!(bytes <= MAX_CONTAINER_LOG_BYTES, "{bytes}");
+        assert!(bytes >= MAX_CONTAINER_LOG_BYTES / 2, "{bytes}");
+        let q = LogQuery {
+            source: LogSource::Container("c3".into()),
+            stream: None,
+            since: None,
+            until: None,
+        };
+        assert_eq!(t.logs(&q, 10, None).events.len(), 1);
     }
 
     #[tokio::test]
