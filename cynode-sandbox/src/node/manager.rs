@@ -451,9 +451,12 @@ impl NodeManager {
             .to_std()
             .unwrap_or(Duration::from_secs(60));
         // Renew with 10 % of the lifetime left (at least a second before expiry).
+        // Never sooner than a second, so a control plane handing out tiny lifetimes
+        // cannot turn renewal into a registration loop.
         let renew_in = lifetime
             .saturating_sub(lifetime / 10)
-            .min(lifetime.saturating_sub(Duration::from_secs(1)));
+            .min(lifetime.saturating_sub(Duration::from_secs(1)))
+            .max(Duration::from_secs(1));
         let session = Session {
             jwt: boot.auth.node_jwt.clone(),
             renew_at: received + renew_in,
