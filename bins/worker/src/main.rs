@@ -174,6 +174,27 @@ struct Args {
     #[arg(long, env = "WORKER_API_BEARER_TOKEN", hide_env_values = true)]
     worker_api_token: Option<String>,
 
+    /// Print, on one line, the runtime arguments of an agent (SBA runner) sandbox with
+    /// inference and exit: network none, the inference socket directory mounted at
+    /// /run/cynode and INFERENCE_PROXY_URL pointing at it (the proxy runs in this
+    /// process, not in a sidecar).
+    #[arg(long)]
+    print_sba_pod_run_args: bool,
+
+    /// Runner image of --print-sba-pod-run-args.
+    #[arg(long, default_value = "cynodeai-cynode-sba:dev")]
+    sba_image: String,
+
+    /// Accepted for compatibility with --print-sba-pod-run-args callers; unused (the
+    /// inference proxy is part of this process).
+    #[arg(long)]
+    proxy_image: Option<String>,
+
+    /// Accepted for compatibility with --print-sba-pod-run-args callers; the upstream is
+    /// OLLAMA_BASE_URL and never reaches the sandbox.
+    #[arg(long)]
+    upstream_url: Option<String>,
+
     /// Build version reported by node:info.
     #[arg(long, env = "BUILD_VERSION", default_value = "dev")]
     build_version: String,
@@ -399,6 +420,43 @@ async fn inference_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The runtime arguments of an agent sandbox with inference for job `job_id`.
+fn sba_run_args(args: &Args, mount_root: &std::path::Path, job_id: &str) -> anyhow::Result<String> {
+    let r = run_as(&args.run_as)?;
+    let run_dir = mount_root.join(job_id).join("run");
+    let mut argv: Vec<String> = vec![
+        "run".into(),
+        "--rm".into(),
+        "--network=none".into(),
+        "--cap-drop=ALL".into(),
+        "--security-opt=no-new-privileges".into(),
+        "--read-only".into(),
+        "--init".into(),
+        format!("--user={}:{}", r.uid, r.gid),
+        "--workdir=/workspace".into(),
+        "--label=cynodeai.role=sandbox".into(),
+        format!("--label=cynodeai.job_id={job_id}"),
+        format!(
+            "--volume={}:/workspace:Z",
+            mount_root.join(job_id).join("workspace").display()
+        ),
+        format!(
+            "--volume={}:/job:Z",
+            mount_root.join(job_id).join("job").display()
+        ),
+        format!("--volume={}:/run/cynode:Z", run_dir.display()),
+        "--env=INFERENCE_PROXY_URL=http+unix://%2Frun%2Fcynode%2Finference-proxy.sock".into(),
+        "--env=SBA_EXECUTION_MODE=agent_inference".into(),
+        "--env=CYNODE_WORKSPACE_DIR=/workspace".into(),
+        "--env=CYNODE_ARTIFACTS_DIR=/job/artifacts".into(),
+    ];
+    if args.userns_keep_id {
+        argv.push("--userns=keep-id".into());
+    }
+    argv.push(args.sba_image.clone());
+    Ok(argv.join(" "))
+}
+
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(Command::InferenceProxy(p)) = args.command {
         return inference_proxy(p).await;
@@ -413,6 +471,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .mount_root
         .clone()
         .unwrap_or_else(|| state_dir.join("sandbox_mounts"));
+    if args.print_sba_pod_run_args {
+        println!("{}", sba_run_args(&args, &mount_root, "<job_id>")?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let docker_host = args
         .container_host
         .clone()

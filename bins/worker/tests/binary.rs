@@ -376,3 +376,36 @@ async fn standalone_worker_api_runs_jobs_with_the_env_token() {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn sba_run_args_use_the_unix_socket_and_no_network() {
+    let out = std::process::Command::new(BIN)
+        .env_clear()
+        .args([
+            "--print-sba-pod-run-args",
+            "--sba-image",
+            "cynodeai-cynode-sba:dev",
+            "--proxy-image",
+            "unused",
+            "--upstream-url",
+            "http://host.containers.internal:11434",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains("--network=none"), "{line}");
+    assert!(
+        line.contains("INFERENCE_PROXY_URL=http+unix://%2Frun%2Fcynode%2Finference-proxy.sock"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("OLLAMA_BASE_URL=http://") && !line.contains("11434"),
+        "{line}"
+    );
+    assert!(
+        line.trim_end().ends_with("cynodeai-cynode-sba:dev"),
+        "{line}"
+    );
+}
