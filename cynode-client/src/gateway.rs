@@ -180,10 +180,10 @@ impl GatewayClient {
 
     fn request(&self, method: Method, url: Url, auth: Auth) -> reqwest::RequestBuilder {
         let mut r = self.http.request(method, url);
-        if auth == Auth::Bearer {
-            if let Some(t) = &self.token {
-                r = r.bearer_auth(t);
-            }
+        if auth == Auth::Bearer
+            && let Some(t) = &self.token
+        {
+            r = r.bearer_auth(t);
         }
         r
     }
