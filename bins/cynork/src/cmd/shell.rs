@@ -109,11 +109,11 @@ pub mod editor {
 
     /// Whether the word after `before` is a task id/name argument.
     pub fn at_task_position(before: &[&str]) -> bool {
-        match before {
-            ["task", "get" | "result" | "watch" | "cancel" | "logs"] => true,
-            ["task", "artifacts", "list" | "get"] => true,
-            _ => false,
-        }
+        matches!(
+            before,
+            ["task", "get" | "result" | "watch" | "cancel" | "logs"]
+                | ["task", "artifacts", "list" | "get"]
+        )
     }
 
     /// The caller's newest task names (empty on any failure). Runs on its own thread
