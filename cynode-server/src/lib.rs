@@ -5,5 +5,8 @@
 //!
 //! - [`gateway`]: the user API gateway (accounts, authentication, tasks), see
 //!   [`gateway::router`].
+//! - [`bootstrap`]: the start-up import of the bootstrap YAML file (system
+//!   preferences, settings, access-control rules, the first admin).
 
+pub mod bootstrap;
 pub mod gateway;
