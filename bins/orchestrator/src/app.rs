@@ -1,0 +1,429 @@
+//! Assembly: storage, migrations, bootstrap, admin, and the HTTP services, for both
+//! `serve` and `dev`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use cynode_core::auth::{JwtKey, JwtKeys};
+use cynode_core::store::{Store, StoreConfig};
+use cynode_server::bootstrap::{self, BootstrapFile, BootstrapTargets};
+use cynode_server::gateway::{self, GatewayConfig, GatewayState, LoginRateLimit};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Common;
+use crate::secrets;
+use crate::settings::{Database, parse_duration, resolve_listen};
+
+/// Which command is running: decides defaults and how strict secrets are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Production.
+    Serve,
+    /// One-process dev stack.
+    Dev,
+}
+
+/// Default listen addresses per mode.
+pub fn default_listen(mode: Mode, port: u16) -> String {
+    match mode {
+        Mode::Serve => format!(":{port}"),
+        Mode::Dev => format!("127.0.0.1:{port}"),
+    }
+}
+
+/// How the admin password was obtained (for the dev banner).
+#[derive(Debug)]
+pub enum AdminPassword {
+    /// The account already existed; its password was not touched.
+    Existing {
+        /// Where dev mode keeps the password it generated earlier, if that file exists.
+        file: Option<std::path::PathBuf>,
+    },
+    /// Created now with a password from the environment.
+    FromEnv,
+    /// Created now with a generated password kept in this file.
+    Generated(std::path::PathBuf),
+}
+
+/// The started orchestrator.
+pub struct Running {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Admin handle.
+    pub admin_handle: String,
+    /// What happened to the admin password.
+    pub admin_password: AdminPassword,
+    /// The admin password when this process knows it (env or generated file).
+    pub admin_password_value: Option<String>,
+    /// Bound gateway address.
+    pub gateway_addr: SocketAddr,
+    /// Bound egress address, when served.
+    pub egress_addr: Option<SocketAddr>,
+    /// Cancelled on shutdown.
+    pub shutdown: CancellationToken,
+    /// The server tasks.
+    pub tasks: JoinSet<anyhow::Result<()>>,
+    /// Grace period on shutdown.
+    pub grace: Duration,
+}
+
+/// Opens storage (with retries for PostgreSQL) and applies the migrations.
+pub async fn open_store(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
+    let config = match db {
+        Database::Postgres(url) => StoreConfig::Postgres {
+            url: url.clone(),
+            max_connections: 10,
+        },
+        Database::Sqlite(path) => StoreConfig::Sqlite { path: path.clone() },
+    };
+    let mut delay = Duration::from_millis(500);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match cynode_core::store::open(&config).await {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if e.is_retryable()
+                    && matches!(db, Database::Postgres(_))
+                    && tokio::time::Instant::now() + delay < deadline =>
+            {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not reachable yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e))
+                    .with_context(|| format!("cannot open the database ({})", db.describe()));
+            }
+        }
+    }
+}
+
+/// Reads and applies the bootstrap file; returns the admin handle and password it
+/// names (the password read from the variable named by `password_env`).
+pub async fn apply_bootstrap(
+    common: &Common,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let Some(path) = &common.bootstrap_yaml else {
+        return Ok((None, None));
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the bootstrap file {}", path.display()))?;
+    let file = BootstrapFile::from_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+    let targets = BootstrapTargets::new(store.as_ref());
+    let report = bootstrap::apply(&file, &targets)
+        .await
+        .context("bootstrap import failed")?;
+    for (section, r) in [
+        ("preferences", &report.preferences),
+        ("system_settings", &report.system_settings),
+        ("access_control_rules", &report.access_control_rules),
+    ] {
+        if r.written() + r.unchanged.len() + r.kept.len() + r.rejected.len() == 0 {
+            continue;
+        }
+        tracing::info!(
+            section,
+            inserted = r.inserted.len(),
+            updated = r.updated.len(),
+            unchanged = r.unchanged.len(),
+            kept_edited = r.kept.len(),
+            rejected = r.rejected.len(),
+            "bootstrap file applied"
+        );
+    }
+    for n in &report.not_applied {
+        tracing::warn!(section = n.section, entries = n.entries, reason = %n.reason, "bootstrap section not applied");
+    }
+    let (handle, password) = match &file.admin_user {
+        Some(a) => (
+            Some(a.handle.clone()),
+            std::env::var(&a.password_env)
+                .ok()
+                .filter(|p| !p.is_empty()),
+        ),
+        None => (None, None),
+    };
+    Ok((handle, password))
+}
+
+/// Makes sure the admin account exists; in dev mode generates its password on first
+/// start and keeps it in `<data-dir>/admin-password` (0600).
+pub async fn ensure_admin(
+    mode: Mode,
+    common: &Common,
+    store: &Arc<dyn Store>,
+    handle: &str,
+    yaml_password: Option<String>,
+) -> anyhow::Result<(AdminPassword, Option<String>)> {
+    let password_file = common.data_dir.join("admin-password");
+    match store.get_user_by_handle(handle).await {
+        Ok(_) => {
+            let known = match mode {
+                Mode::Dev => secrets::read_secret(&password_file).ok().flatten(),
+                Mode::Serve => None,
+            };
+            let file = known.as_ref().map(|_| password_file.clone());
+            return Ok((
+                AdminPassword::Existing { file },
+                known.or(yaml_password).or(common.admin_password.clone()),
+            ));
+        }
+        Err(cynode_core::Error::NotFound { .. }) => {}
+        Err(e) => return Err(e).context("cannot look up the admin account"),
+    }
+    let from_env = yaml_password
+        .or(common.admin_password.clone())
+        .filter(|p| !p.is_empty());
+    let (password, how) = match (from_env, mode) {
+        (Some(p), _) => (p, AdminPassword::FromEnv),
+        (None, Mode::Dev) => {
+            let s = secrets::load_or_create(&password_file, || secrets::random_token(20))?;
+            (s.value, AdminPassword::Generated(s.path))
+        }
+        (None, Mode::Serve) => bail!(
+            "the admin account '{handle}' does not exist yet: set BOOTSTRAP_ADMIN_PASSWORD \
+             (or admin_user.password_env in the bootstrap file) for the first start"
+        ),
+    };
+    cynode_core::auth::bootstrap_admin(store.as_ref(), handle, &password)
+        .await
+        .context("cannot create the admin account")?;
+    tracing::info!(handle, "admin account created");
+    Ok((how, Some(password)))
+}
+
+/// The JWT signing secret: from the environment (checked), or in dev mode generated
+/// once and kept in `<data-dir>/secrets/jwt-secret`.
+pub fn jwt_secret(mode: Mode, common: &Common) -> anyhow::Result<String> {
+    match (&common.jwt_secret, mode) {
+        (Some(s), Mode::Serve) => {
+            secrets::check_jwt_secret(s)?;
+            Ok(s.clone())
+        }
+        (Some(s), Mode::Dev) if !s.is_empty() => Ok(s.clone()),
+        (None, Mode::Serve) => bail!(
+            "JWT_SECRET is not set: give the orchestrator a random signing key, e.g. \
+             JWT_SECRET=$(head -c 32 /dev/urandom | base64) (dev mode generates one)"
+        ),
+        _ => {
+            let path = common.data_dir.join("secrets").join("jwt-secret");
+            Ok(secrets::load_or_create(&path, || secrets::random_token(48))?.value)
+        }
+    }
+}
+
+/// The gateway configuration from the command line.
+pub fn gateway_config(common: &Common, admin_handle: &str) -> anyhow::Result<GatewayConfig> {
+    let access = parse_duration(&common.jwt_access_duration).context("JWT_ACCESS_DURATION")?;
+    let refresh = parse_duration(&common.jwt_refresh_duration).context("JWT_REFRESH_DURATION")?;
+    let write = parse_duration(&common.write_timeout).context("WRITE_TIMEOUT")?;
+    if common.max_request_body_mb == 0 {
+        bail!("MAX_REQUEST_BODY_MB must be at least 1");
+    }
+    Ok(GatewayConfig {
+        access_token_ttl_secs: access.as_secs().max(1),
+        refresh_token_ttl_secs: refresh.as_secs().max(1),
+        max_body_bytes: common.max_request_body_mb.saturating_mul(1024 * 1024),
+        request_timeout_secs: write.as_secs().max(1),
+        login_rate_limit: LoginRateLimit {
+            per_ip: common.rate_limit_per_minute,
+            ..LoginRateLimit::default()
+        },
+        inference_model: common.inference_model.clone(),
+        admin_handle: admin_handle.to_string(),
+        ..GatewayConfig::default()
+    })
+}
+
+/// The API egress service's state (stub mode: provider allow-list, no credentials).
+fn egress_state(mode: Mode, common: &Common) -> anyhow::Result<cynode_egress::api::EgressState> {
+    let bearer = common.egress_bearer_token.clone().filter(|t| !t.is_empty());
+    if bearer.is_none() && mode == Mode::Serve {
+        bail!(
+            "API_EGRESS_BEARER_TOKEN is not set: the API egress service would accept anyone. \
+             Set a random token (or API_EGRESS_DISABLED=true)"
+        );
+    }
+    let config = cynode_egress::api::EgressConfig {
+        bearer_token: bearer.map(cynode_egress::crypto::Secret::new),
+        allowed: common
+            .egress_allowed
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        ..cynode_egress::api::EgressConfig::default()
+    };
+    cynode_egress::api::EgressState::stub(&config).context("API egress configuration")
+}
+
+/// Binds `addr`, naming the service and the variable to change in the error.
+pub async fn bind(what: &str, var: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    let sa = resolve_listen(addr)
+        .await
+        .with_context(|| var.to_string())?;
+    TcpListener::bind(sa).await.with_context(|| {
+        format!("cannot listen on {sa} for the {what} (is another process using it? change {var})")
+    })
+}
+
+/// Starts everything `serve` runs. Returns once every listener is bound.
+pub async fn start(mode: Mode, common: &Common) -> anyhow::Result<Running> {
+    secrets::ensure_dir(&common.data_dir)?;
+    let db = Database::from_url(common.database_url.as_deref(), &common.data_dir)?;
+    tracing::info!(database = %db.describe(), "opening storage");
+    let store = open_store(&db).await?;
+
+    let jwt = jwt_secret(mode, common)?;
+    let (yaml_handle, yaml_password) = apply_bootstrap(common, &store).await?;
+    let admin_handle = yaml_handle.unwrap_or_else(|| "admin".to_string());
+    let (admin_password, admin_password_value) =
+        ensure_admin(mode, common, &store, &admin_handle, yaml_password).await?;
+
+    let keys = JwtKeys::new(JwtKey::new("k1", jwt.into_bytes()));
+    let gw_state = GatewayState::builder(store.clone(), keys)
+        .config(gateway_config(common, &admin_handle)?)
+        .build();
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let gw_addr = common
+        .gateway_listen
+        .clone()
+        .unwrap_or_else(|| default_listen(mode, 12080));
+    let gw_listener = bind("user gateway", "USER_GATEWAY_LISTEN_ADDR", &gw_addr).await?;
+    let gateway_addr = gw_listener.local_addr()?;
+    let app = gateway::router(gw_state);
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        axum::serve(
+            gw_listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(token.cancelled_owned())
+        .await
+        .context("user gateway")
+    });
+    tracing::info!(addr = %gateway_addr, "user gateway listening");
+
+    let egress_addr = if common.egress_disabled {
+        None
+    } else {
+        let state = egress_state(mode, common)?;
+        let addr = common
+            .egress_listen
+            .clone()
+            .unwrap_or_else(|| default_listen(mode, 12084));
+        let listener = bind("API egress service", "API_EGRESS_LISTEN_ADDR", &addr).await?;
+        let bound = listener.local_addr()?;
+        let app = cynode_egress::api::router(state);
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await
+                .context("API egress service")
+        });
+        tracing::info!(addr = %bound, "API egress service listening");
+        Some(bound)
+    };
+
+    Ok(Running {
+        store,
+        admin_handle,
+        admin_password,
+        admin_password_value,
+        gateway_addr,
+        egress_addr,
+        shutdown,
+        tasks,
+        grace: Duration::from_secs(common.shutdown_grace_sec),
+    })
+}
+
+/// Resolves when SIGINT (Ctrl-C) or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the process");
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => tracing::info!("SIGINT received: shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+impl Running {
+    /// Waits for a shutdown signal (or a server failing), then stops every service
+    /// within the grace period. Errors when a service failed or did not stop in time.
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        let mut failure = None;
+        tokio::select! {
+            () = shutdown_signal() => {}
+            Some(done) = self.tasks.join_next() => {
+                failure = Some(match done {
+                    Ok(Ok(())) => anyhow::anyhow!("a service stopped unexpectedly"),
+                    Ok(Err(e)) => e,
+                    Err(e) => anyhow::Error::new(e).context("a service panicked"),
+                });
+            }
+        }
+        self.stop(failure).await
+    }
+
+    /// Stops every service; `failure` is the reason if it was not a signal.
+    pub async fn stop(mut self, failure: Option<anyhow::Error>) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let grace = self.grace;
+        let drained = tokio::time::timeout(grace, async {
+            let mut errors = Vec::new();
+            while let Some(done) = self.tasks.join_next().await {
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => errors.push(e),
+                    Err(e) => errors.push(anyhow::Error::new(e)),
+                }
+            }
+            errors
+        })
+        .await;
+        let errors = match drained {
+            Ok(errors) => errors,
+            Err(_) => {
+                self.tasks.abort_all();
+                bail!(
+                    "services did not stop within {} s; aborted them",
+                    grace.as_secs()
+                );
+            }
+        };
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        if let Some(e) = errors.into_iter().next() {
+            return Err(e);
+        }
+        tracing::info!("stopped cleanly");
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! Command line and environment: every option has a flag and, where the contract names
+//! one, the environment variable of `node-protocol.md` §1.3, `user-api.md` §12 and
+//! `egress-and-routing.md` §1.8.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "CyNodeAI orchestrator: user API gateway, node control plane, \
+dispatcher and API egress service in one process.";
+
+const LONG_ABOUT: &str = "\
+CyNodeAI orchestrator: user API gateway, node control plane, dispatcher and API egress
+service in one process, on PostgreSQL (production) or one SQLite file (single machine).
+
+Two ways to run it:
+
+  cynode-orchestrator dev      one-process dev stack: SQLite under --data-dir, the
+                               orchestrator and ONE in-process worker on the local Podman
+                               socket; generates the admin password and signing key on
+                               first run and runs a demo task. Start here.
+  cynode-orchestrator serve    the production orchestrator (the default command); workers
+                               run as separate `cynode-worker` processes and register
+                               with the control plane.
+
+Every flag can also be set with the environment variable shown next to it.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  # First run on one machine (or simply: scripts/up.sh)
+  cynode-orchestrator dev
+
+  # Production: PostgreSQL + pgvector, secrets from the environment
+  export DATABASE_URL=postgres://cynode:secret@db:5432/cynodeai
+  export JWT_SECRET=$(head -c 32 /dev/urandom | base64)
+  export BOOTSTRAP_ADMIN_PASSWORD=...  NODE_REGISTRATION_PSK=...  WORKER_API_BEARER_TOKEN=...
+  cynode-orchestrator serve
+
+  # Apply the database migrations and exit (e.g. before a rolling upgrade)
+  cynode-orchestrator --migrate-only
+
+Ports: 12080 user gateway, 12082 control plane, 12084 API egress.";
+
+/// The parsed command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cynode-orchestrator",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP
+)]
+pub struct Cli {
+    /// What to run (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the orchestrator (default). Workers connect to the control plane.
+    Serve,
+    /// Run the one-process dev stack: orchestrator + one in-process worker on local
+    /// Podman, SQLite under --data-dir, generated secrets, a demo task.
+    Dev(DevArgs),
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// Options shared by `serve` and `dev`.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Apply the database migrations and exit 0.
+    #[arg(long, global = true)]
+    pub migrate_only: bool,
+
+    /// Database: `postgres://user:pass@host:5432/db` for PostgreSQL (needs the
+    /// pgvector extension), `sqlite:///abs/path.db` or a file path for SQLite. Unset:
+    /// SQLite at <data-dir>/cynode.db.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the SQLite database and, in dev mode, the generated secrets.
+    #[arg(
+        long,
+        env = "CYNODE_DATA_DIR",
+        default_value = "./cynode-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Bootstrap YAML imported at start-up (system preferences, settings, access
+    /// rules, admin handle); see deploy/bootstrap.example.yaml.
+    #[arg(long, env = "BOOTSTRAP_YAML_PATH", global = true)]
+    pub bootstrap_yaml: Option<PathBuf>,
+
+    /// Password of the `admin` account, used only when the account does not exist
+    /// yet (an existing password is never changed). Required by `serve` on first start;
+    /// `dev` generates one when unset.
+    #[arg(
+        long,
+        env = "BOOTSTRAP_ADMIN_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub admin_password: Option<String>,
+
+    /// HS256 key signing user and node tokens (at least 32 bytes). Required by
+    /// `serve`, which refuses the reference default; `dev` generates and keeps one.
+    #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Access-token lifetime (Go duration: 15m, 1h30m).
+    #[arg(
+        long,
+        env = "JWT_ACCESS_DURATION",
+        default_value = "15m",
+        global = true
+    )]
+    pub jwt_access_duration: String,
+
+    /// Refresh-token (session) lifetime.
+    #[arg(
+        long,
+        env = "JWT_REFRESH_DURATION",
+        default_value = "168h",
+        global = true
+    )]
+    pub jwt_refresh_duration: String,
+
+    /// User gateway listen address (`:12080` = every interface; dev: 127.0.0.1:12080).
+    #[arg(long, env = "USER_GATEWAY_LISTEN_ADDR", global = true)]
+    pub gateway_listen: Option<String>,
+
+    /// API egress service listen address (`:12084`; dev: 127.0.0.1:12084).
+    #[arg(long, env = "API_EGRESS_LISTEN_ADDR", global = true)]
+    pub egress_listen: Option<String>,
+
+    /// Do not serve the API egress service.
+    #[arg(long, env = "API_EGRESS_DISABLED", global = true)]
+    pub egress_disabled: bool,
+
+    /// Bearer token callers of the API egress service present; empty: unauthenticated
+    /// (dev only; `serve` requires it unless the service is disabled).
+    #[arg(
+        long,
+        env = "API_EGRESS_BEARER_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub egress_bearer_token: Option<String>,
+
+    /// Providers the API egress service may call (comma-separated).
+    #[arg(
+        long,
+        env = "API_EGRESS_ALLOWED",
+        default_value = "openai,github",
+        global = true
+    )]
+    pub egress_allowed: String,
+
+    /// Seconds in-flight requests get to finish on shutdown.
+    #[arg(long, env = "SHUTDOWN_GRACE_SEC", default_value_t = 30, global = true)]
+    pub shutdown_grace_sec: u64,
+
+    /// Time a gateway request may take until its response starts (Go duration).
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "300s", global = true)]
+    pub write_timeout: String,
+
+    /// Largest accepted gateway request body, in MiB.
+    #[arg(long, env = "MAX_REQUEST_BODY_MB", default_value_t = 10, global = true)]
+    pub max_request_body_mb: usize,
+
+    /// Login attempts per client address per minute.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_MINUTE",
+        default_value_t = 60,
+        global = true
+    )]
+    pub rate_limit_per_minute: u32,
+
+    /// Model for direct inference and sandbox jobs; listed by /v1/models.
+    #[arg(
+        long,
+        env = "INFERENCE_MODEL",
+        default_value = "qwen3.5:0.8b",
+        global = true
+    )]
+    pub inference_model: String,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "CYNODE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing env-filter syntax, e.g. `info,cynode_server=debug`).
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log: String,
+}
+
+/// Options of `dev`.
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Do not run the demo task after start-up.
+    #[arg(long, env = "CYNODE_DEV_NO_DEMO")]
+    pub no_demo: bool,
+
+    /// Container API socket of the in-process worker (Podman's Docker-compatible API).
+    #[arg(
+        long,
+        env = "CONTAINER_HOST",
+        default_value = "unix:///run/podman/podman.sock"
+    )]
+    pub container_host: String,
+
+    /// Image the in-process worker runs sandboxes in (built locally by scripts/up.sh).
+    #[arg(
+        long,
+        env = "CYNODE_SANDBOX_IMAGE",
+        default_value = "localhost/cynode-sandbox:latest"
+    )]
+    pub sandbox_image: String,
+}
