@@ -57,7 +57,7 @@ fn print_banner(r: &Running, args: &DevArgs) {
         AdminPassword::FromEnv => println!("  admin password  from BOOTSTRAP_ADMIN_PASSWORD"),
     }
     println!(
-        "  log in          cynork --gateway-url {gw} auth login -u {}",
+        "  log in          CYNORK_GATEWAY_URL={gw} cynork auth login -u {}",
         r.admin_handle
     );
     println!();
