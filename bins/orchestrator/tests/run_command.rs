@@ -1,0 +1,313 @@
+//! The README's run command, end to end, the way a new user runs it: `scripts/up.sh`
+//! in a fresh data directory (with `--no-install --no-build`, against the binaries of
+//! this build and the test environment's Podman socket and image), wait for the
+//! banner and readiness, use the stack, stop it with Ctrl-C (SIGINT to the process
+//! group, as a terminal sends it), check it exits cleanly, and start it again on the
+//! same data.
+//!
+//! Needs `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE` (scripts/test.sh provides
+//! them): missing, the test fails under `CYNODE_REQUIRE_SERVICES=1` and is skipped
+//! otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+struct Env {
+    docker_host: String,
+    image: String,
+}
+
+fn test_env() -> Option<Env> {
+    match (
+        std::env::var("CYNODE_TEST_DOCKER_HOST"),
+        std::env::var("CYNODE_TEST_IMAGE"),
+    ) {
+        (Ok(docker_host), Ok(image)) => Some(Env { docker_host, image }),
+        _ => {
+            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!(
+                    "CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set, but CYNODE_REQUIRE_SERVICES=1 requires them"
+                );
+            }
+            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
+            None
+        }
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root")
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_cynode-orchestrator"))
+        .parent()
+        .expect("binary directory")
+        .to_path_buf()
+}
+
+/// A running `scripts/up.sh` in its own process group.
+struct Stack {
+    child: tokio::process::Child,
+    pgid: i32,
+    lines: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+    stderr: PathBuf,
+}
+
+impl Stack {
+    fn start(env: &Env, data_dir: &Path, extra: &[&str]) -> Stack {
+        let stderr = data_dir.with_extension("stderr.log");
+        let err_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&stderr)
+            .expect("stderr log");
+        let mut cmd = std::process::Command::new(repo_root().join("scripts/up.sh"));
+        cmd.args(["--no-install", "--no-build", "--data-dir"])
+            .arg(data_dir)
+            .args([
+                "--",
+                "--gateway-listen",
+                "127.0.0.1:0",
+                "--egress-listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("CYNODE_BIN_DIR", bin_dir())
+            .env("CONTAINER_HOST", &env.docker_host)
+            .env("CYNODE_SANDBOX_IMAGE", &env.image)
+            .env("RUST_LOG", "info")
+            .env_remove("DATABASE_URL")
+            .env_remove("BOOTSTRAP_ADMIN_PASSWORD")
+            .env_remove("JWT_SECRET")
+            .env_remove("CYNODE_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err_file);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start scripts/up.sh");
+        let pgid = i32::try_from(child.id().expect("pid")).expect("pid fits");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = r.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Stack {
+            child,
+            pgid,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    fn diagnostics(&self) -> String {
+        let err = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        let tail: Vec<&str> = err.lines().rev().take(40).collect();
+        format!(
+            "stdout so far:\n{}\n--- stderr (last 40 lines):\n{}",
+            self.seen.join("\n"),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+
+    /// The first stdout line containing `needle` (waiting up to `secs`).
+    async fn line_with(&mut self, needle: &str, secs: u64) -> String {
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!(
+                    "up.sh closed its output before printing '{needle}'\n{}",
+                    self.diagnostics()
+                ),
+                Err(_) => panic!(
+                    "up.sh did not print '{needle}' within {secs} s\n{}",
+                    self.diagnostics()
+                ),
+            }
+        }
+    }
+
+    /// Ctrl-C, as a terminal sends it (SIGINT to the whole process group); returns
+    /// the exit status.
+    async fn interrupt(mut self) -> (std::process::ExitStatus, String) {
+        let ok = std::process::Command::new("kill")
+            .args(["-INT", "--", &format!("-{}", self.pgid)])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "could not signal process group {}", self.pgid);
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "up.sh did not exit within 60 s of Ctrl-C\n{}",
+                    self.diagnostics()
+                )
+            })
+            .expect("wait");
+        while let Ok(Some(l)) =
+            tokio::time::timeout(Duration::from_secs(2), self.lines.recv()).await
+        {
+            self.seen.push(l);
+        }
+        (status, self.diagnostics())
+    }
+}
+
+fn field_after(line: &str, label: &str) -> String {
+    line.split_once(label)
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+async fn login(http: &reqwest::Client, gw: &str, password: &str) -> String {
+    let r = http
+        .post(format!("{gw}/v1/auth/login"))
+        .json(&json!({"handle": "admin", "password": password}))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(r.status(), 200, "login as admin");
+    let body: Value = r.json().await.expect("login body");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
+    let Some(env) = test_env() else { return };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("cynode-data");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+
+    // ---- first start: fresh data directory
+    let mut stack = Stack::start(&env, &data, &["--no-demo"]);
+    let gw_line = stack.line_with("user gateway", 120).await;
+    let gw = field_after(&gw_line, "user gateway");
+    assert!(gw.starts_with("http://127.0.0.1:"), "{gw_line}");
+    let pw_line = stack.line_with("admin password", 5).await;
+    let pw_file = data.join("admin-password");
+    assert!(
+        pw_line.contains(&pw_file.display().to_string()),
+        "the banner names the password file: {pw_line}"
+    );
+    stack.line_with("ready; press Ctrl-C to stop", 120).await;
+
+    let health = http
+        .get(format!("{gw}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.expect("body"), "ok");
+
+    // The generated password: 0600, and it logs in.
+    let meta = std::fs::metadata(&pw_file).expect("password file");
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let password = std::fs::read_to_string(&pw_file)
+        .expect("read")
+        .trim()
+        .to_string();
+    assert!(password.len() >= 16, "a generated password is long");
+    let token = login(&http, &gw, &password).await;
+    let me: Value = http
+        .get(format!("{gw}/v1/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("me body");
+    assert_eq!(me["handle"], "admin");
+    let created: Value = http
+        .post(format!("{gw}/v1/tasks"))
+        .bearer_auth(&token)
+        .json(&json!({"prompt": "echo kept", "input_mode": "commands", "task_name": "kept"}))
+        .send()
+        .await
+        .expect("create task")
+        .json()
+        .await
+        .expect("task body");
+    let task_id = created["id"].as_str().expect("task id").to_string();
+
+    let (status, log) = stack.interrupt().await;
+    assert!(
+        status.success(),
+        "Ctrl-C stops it with status 0, got {status:?}\n{log}"
+    );
+    assert!(log.contains("stopped cleanly"), "{log}");
+
+    // ---- second start: same data, nothing regenerated
+    let mut stack = Stack::start(&env, &data, &["--no-demo"]);
+    let gw_line = stack.line_with("user gateway", 120).await;
+    let gw = field_after(&gw_line, "user gateway");
+    let pw_line = stack.line_with("admin password", 5).await;
+    assert!(
+        !pw_line.contains("generated on first start"),
+        "the second start does not generate a new password: {pw_line}"
+    );
+    stack.line_with("ready; press Ctrl-C to stop", 120).await;
+    assert_eq!(
+        std::fs::read_to_string(&pw_file).expect("read").trim(),
+        password,
+        "the password file is unchanged"
+    );
+    let token = login(&http, &gw, &password).await;
+    let task: Value = http
+        .get(format!("{gw}/v1/tasks/{task_id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get task")
+        .json()
+        .await
+        .expect("task body");
+    assert_eq!(
+        task["task_name"], "kept",
+        "the first run's task is still there"
+    );
+
+    let (status, log) = stack.interrupt().await;
+    assert!(status.success(), "second stop: {status:?}\n{log}");
+}
