@@ -33,7 +33,7 @@ mod auth;
 mod config;
 mod error;
 mod health;
-mod http;
+pub(crate) mod http;
 mod ratelimit;
 mod state;
 mod tasks;
