@@ -6,10 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use async_trait::async_trait;
 use cynode_core::auth::{JwtKey, JwtKeys};
 use cynode_core::store::{Store, StoreConfig};
+use cynode_sched::QueueStore;
 use cynode_server::bootstrap::{self, BootstrapFile, BootstrapTargets};
-use cynode_server::gateway::{self, GatewayConfig, GatewayState, LoginRateLimit};
+use cynode_server::control_plane::{
+    self, ControlPlaneConfig, ControlPlaneState, ExternalInference,
+};
+use cynode_server::dispatch::{DispatchConfig, Dispatcher, DispatcherHandle};
+use cynode_server::gateway::{
+    self, GatewayConfig, GatewayState, LoginRateLimit, ReadinessCheck, TaskDispatcher,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -51,8 +59,6 @@ pub enum AdminPassword {
 
 /// The started orchestrator.
 pub struct Running {
-    /// Storage.
-    pub store: Arc<dyn Store>,
     /// Admin handle.
     pub admin_handle: String,
     /// What happened to the admin password.
@@ -63,6 +69,14 @@ pub struct Running {
     pub gateway_addr: SocketAddr,
     /// Bound egress address, when served.
     pub egress_addr: Option<SocketAddr>,
+    /// Bound control-plane address.
+    pub control_plane_addr: SocketAddr,
+    /// Base URL workers reach the control plane at.
+    pub control_plane_url: String,
+    /// The registration key workers present.
+    pub registration_psk: String,
+    /// The dispatcher, when it runs in this process.
+    pub dispatcher: Option<DispatcherHandle>,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
     /// The server tasks.
@@ -100,6 +114,24 @@ pub async fn open_store(db: &Database) -> anyhow::Result<Arc<dyn Store>> {
             }
         }
     }
+}
+
+/// Opens the scheduler's queue on the same database as the store (its tables are
+/// prefixed `sched_` and versioned separately).
+pub async fn open_queue(db: &Database) -> anyhow::Result<Arc<dyn QueueStore>> {
+    let queue: Arc<dyn QueueStore> = match db {
+        Database::Postgres(url) => Arc::new(
+            cynode_sched::PgQueue::connect(&cynode_sched::PgQueueConfig::new(url.clone()))
+                .await
+                .context("cannot open the job queue on PostgreSQL")?,
+        ),
+        Database::Sqlite(path) => Arc::new(
+            cynode_sched::SqliteQueue::open_path(path)
+                .await
+                .with_context(|| format!("cannot open the job queue in {}", path.display()))?,
+        ),
+    };
+    Ok(queue)
 }
 
 /// Reads and applies the bootstrap file; returns the admin handle and password it
@@ -234,10 +266,94 @@ pub fn gateway_config(common: &Common, admin_handle: &str) -> anyhow::Result<Gat
             per_ip: common.rate_limit_per_minute,
             ..LoginRateLimit::default()
         },
-        inference_model: common.inference_model.clone(),
+        inference_model: common
+            .inference_model
+            .clone()
+            .unwrap_or_else(|| GatewayConfig::default().inference_model),
         admin_handle: admin_handle.to_string(),
         ..GatewayConfig::default()
     })
+}
+
+/// The reference's default registration key; refused outside dev mode.
+pub const REFERENCE_DEFAULT_PSK: &str = "default-psk-change-me";
+
+/// The node registration key: from the environment (checked), or in dev mode
+/// generated once and kept in `<data-dir>/secrets/node-psk`.
+pub fn registration_psk(mode: Mode, common: &Common) -> anyhow::Result<String> {
+    match (
+        common
+            .node_registration_psk
+            .as_deref()
+            .filter(|p| !p.is_empty()),
+        mode,
+    ) {
+        (Some(p), Mode::Serve) if p == REFERENCE_DEFAULT_PSK => bail!(
+            "NODE_REGISTRATION_PSK is the well-known default '{REFERENCE_DEFAULT_PSK}': anyone could register a node. Set a random one"
+        ),
+        (Some(p), _) => Ok(p.to_string()),
+        (None, Mode::Serve) => bail!(
+            "NODE_REGISTRATION_PSK is not set: workers register with this pre-shared key; set a random one (dev mode generates one)"
+        ),
+        (None, Mode::Dev) => {
+            let path = common.data_dir.join("secrets").join("node-psk");
+            Ok(secrets::load_or_create(&path, || secrets::random_token(32))?.value)
+        }
+    }
+}
+
+/// The control-plane configuration from the command line.
+pub fn control_plane_config(
+    common: &Common,
+    psk: String,
+    jwt: &str,
+    public_url: String,
+) -> anyhow::Result<ControlPlaneConfig> {
+    let node_ttl = parse_duration(&common.jwt_node_duration).context("JWT_NODE_DURATION")?;
+    let stale = parse_duration(&common.node_stale_after).context("NODE_STALE_AFTER")?;
+    Ok(ControlPlaneConfig {
+        registration_psk: psk,
+        jwt_secret: jwt.to_string(),
+        node_token_ttl_secs: node_ttl.as_secs().max(1),
+        public_url,
+        worker_api_bearer_token: common
+            .worker_api_bearer_token
+            .clone()
+            .filter(|t| !t.is_empty()),
+        worker_api_target_url: common
+            .worker_api_target_url
+            .clone()
+            .filter(|t| !t.is_empty()),
+        node_stale_after_secs: stale.as_secs().max(1),
+        inference_model: common.inference_model.clone().filter(|m| !m.is_empty()),
+        readiness_requires_pma: common.readiness_requires_pma,
+        workflow_runner_token: common
+            .workflow_runner_token
+            .clone()
+            .filter(|t| !t.is_empty()),
+        ..ControlPlaneConfig::default()
+    })
+}
+
+/// The gateway's `/readyz` asks the control plane, so both probes always agree.
+struct ControlPlaneReadiness(ControlPlaneState);
+
+#[async_trait]
+impl ReadinessCheck for ControlPlaneReadiness {
+    async fn check(&self) -> Option<String> {
+        self.0.readiness().await.err().map(str::to_string)
+    }
+}
+
+/// An inference path that is not a node: a model endpoint configured on the
+/// orchestrator itself (`OLLAMA_BASE_URL`), which chat and prompt tasks use.
+struct ConfiguredEndpoint;
+
+#[async_trait]
+impl ExternalInference for ConfiguredEndpoint {
+    async fn available(&self) -> bool {
+        true
+    }
 }
 
 /// The API egress service's state (stub mode: provider allow-list, no credentials).
@@ -272,75 +388,208 @@ pub async fn bind(what: &str, var: &str, addr: &str) -> anyhow::Result<TcpListen
     })
 }
 
-/// Starts everything `serve` runs. Returns once every listener is bound.
-pub async fn start(mode: Mode, common: &Common) -> anyhow::Result<Running> {
-    secrets::ensure_dir(&common.data_dir)?;
-    let db = Database::from_url(common.database_url.as_deref(), &common.data_dir)?;
-    tracing::info!(database = %db.describe(), "opening storage");
-    let store = open_store(&db).await?;
-
-    let jwt = jwt_secret(mode, common)?;
-    let (yaml_handle, yaml_password) = apply_bootstrap(common, &store).await?;
-    let admin_handle = yaml_handle.unwrap_or_else(|| "admin".to_string());
-    let (admin_password, admin_password_value) =
-        ensure_admin(mode, common, &store, &admin_handle, yaml_password).await?;
-
-    let keys = JwtKeys::new(JwtKey::new("k1", jwt.into_bytes()));
-    let gw_state = GatewayState::builder(store.clone(), keys)
-        .config(gateway_config(common, &admin_handle)?)
-        .build();
-
-    let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-
-    let gw_addr = common
-        .gateway_listen
-        .clone()
-        .unwrap_or_else(|| default_listen(mode, 12080));
-    let gw_listener = bind("user gateway", "USER_GATEWAY_LISTEN_ADDR", &gw_addr).await?;
-    let gateway_addr = gw_listener.local_addr()?;
-    let app = gateway::router(gw_state);
-    let token = shutdown.clone();
+/// Serves `app` on `listener` until `token` is cancelled.
+fn serve(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    what: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    token: CancellationToken,
+) {
     tasks.spawn(async move {
         axum::serve(
-            gw_listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(token.cancelled_owned())
         .await
-        .context("user gateway")
+        .context(what)
     });
-    tracing::info!(addr = %gateway_addr, "user gateway listening");
+}
 
-    let egress_addr = if common.egress_disabled {
+/// Dev-mode adjustments of the dispatcher: job images that cannot be pulled here run
+/// in the locally built sandbox image.
+#[derive(Clone, Debug, Default)]
+pub struct DispatchOverrides {
+    /// Image references rewritten before dispatch.
+    pub image_aliases: std::collections::BTreeMap<String, String>,
+}
+
+/// Starts everything `serve` runs. Returns once every listener is bound and the
+/// dispatcher runs.
+pub async fn start(
+    mode: Mode,
+    common: &Common,
+    overrides: DispatchOverrides,
+) -> anyhow::Result<Running> {
+    secrets::ensure_dir(&common.data_dir)?;
+    let db = Database::from_url(common.database_url.as_deref(), &common.data_dir)?;
+    tracing::info!(database = %db.describe(), "opening storage");
+    let store = open_store(&db).await?;
+    let queue = open_queue(&db).await?;
+
+    let jwt = jwt_secret(mode, common)?;
+    let psk = registration_psk(mode, common)?;
+    let (yaml_handle, yaml_password) = apply_bootstrap(common, &store).await?;
+    let admin_handle = yaml_handle.unwrap_or_else(|| "admin".to_string());
+    let (admin_password, admin_password_value) =
+        ensure_admin(mode, common, &store, &admin_handle, yaml_password).await?;
+    let gw_config = gateway_config(common, &admin_handle)?;
+
+    // Bind every listener first: a port in use fails the start before anything runs.
+    let gw_listener = bind(
+        "user gateway",
+        "USER_GATEWAY_LISTEN_ADDR",
+        &common
+            .gateway_listen
+            .clone()
+            .unwrap_or_else(|| default_listen(mode, 12080)),
+    )
+    .await?;
+    let cp_listener = bind(
+        "control plane",
+        "CONTROL_PLANE_LISTEN_ADDR",
+        &common
+            .control_plane_listen
+            .clone()
+            .unwrap_or_else(|| default_listen(mode, 12082)),
+    )
+    .await?;
+    let egress_listener = if common.egress_disabled {
         None
     } else {
-        let state = egress_state(mode, common)?;
-        let addr = common
-            .egress_listen
-            .clone()
-            .unwrap_or_else(|| default_listen(mode, 12084));
-        let listener = bind("API egress service", "API_EGRESS_LISTEN_ADDR", &addr).await?;
-        let bound = listener.local_addr()?;
-        let app = cynode_egress::api::router(state);
+        Some(
+            bind(
+                "API egress service",
+                "API_EGRESS_LISTEN_ADDR",
+                &common
+                    .egress_listen
+                    .clone()
+                    .unwrap_or_else(|| default_listen(mode, 12084)),
+            )
+            .await?,
+        )
+    };
+    let gateway_addr = gw_listener.local_addr()?;
+    let control_plane_addr = cp_listener.local_addr()?;
+    let public_url = common
+        .public_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| {
+            let host = if control_plane_addr.ip().is_unspecified() {
+                "localhost".to_string()
+            } else {
+                control_plane_addr.ip().to_string()
+            };
+            format!("http://{host}:{}", control_plane_addr.port())
+        });
+    if mode == Mode::Serve && common.public_url.is_none() {
+        tracing::warn!(
+            url = %public_url,
+            "ORCHESTRATOR_PUBLIC_URL is not set: workers on other machines need it to reach the control plane"
+        );
+    }
+
+    let mut cp_builder = ControlPlaneState::builder(
+        store.clone(),
+        control_plane_config(common, psk.clone(), &jwt, public_url.clone())?,
+    );
+    if common
+        .ollama_base_url
+        .as_deref()
+        .is_some_and(|u| !u.is_empty())
+    {
+        cp_builder = cp_builder.external_inference(Arc::new(ConfiguredEndpoint));
+    }
+    let cp_state = cp_builder.build();
+
+    let dispatcher = if common.dispatcher_enabled {
+        let poll =
+            parse_duration(&common.dispatch_poll_interval).context("DISPATCH_POLL_INTERVAL")?;
+        let stale = parse_duration(&common.node_stale_after).context("NODE_STALE_AFTER")?;
+        let config = DispatchConfig {
+            poll_interval: poll.max(Duration::from_millis(10)),
+            node_stale_after: Some(stale),
+            image_aliases: overrides.image_aliases,
+            shutdown_grace: Duration::from_secs(common.shutdown_grace_sec),
+            ..DispatchConfig::default()
+        };
+        let d = Dispatcher::new(store.clone(), queue.clone(), config)
+            .context("dispatcher configuration")?;
+        Some(d.spawn().context("cannot start the dispatcher")?)
+    } else {
+        tracing::info!("DISPATCHER_ENABLED=false: jobs wait for a dispatcher in another replica");
+        None
+    };
+    let task_dispatcher: Arc<dyn TaskDispatcher> = match &dispatcher {
+        Some(h) => Arc::new(h.dispatcher().clone()),
+        // Enqueue-only: another replica runs the jobs.
+        None => Arc::new(
+            Dispatcher::new(store.clone(), queue.clone(), DispatchConfig::default())
+                .context("dispatcher configuration")?,
+        ),
+    };
+
+    let keys = JwtKeys::new(JwtKey::new("k1", jwt.into_bytes()));
+    let gw_state = GatewayState::builder(store.clone(), keys)
+        .config(gw_config)
+        .dispatcher(task_dispatcher)
+        .readiness_check(Arc::new(ControlPlaneReadiness(cp_state.clone())))
+        .build();
+
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    serve(
+        &mut tasks,
+        "user gateway",
+        gw_listener,
+        gateway::router(gw_state),
+        shutdown.clone(),
+    );
+    tracing::info!(addr = %gateway_addr, "user gateway listening");
+    serve(
+        &mut tasks,
+        "control plane",
+        cp_listener,
+        control_plane::router(cp_state.clone()),
+        shutdown.clone(),
+    );
+    tracing::info!(addr = %control_plane_addr, public_url = %public_url, "control plane listening");
+    {
         let token = shutdown.clone();
         tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await
-                .context("API egress service")
+            cp_state.run_reaper(token.cancelled_owned()).await;
+            Ok(())
         });
-        tracing::info!(addr = %bound, "API egress service listening");
-        Some(bound)
+    }
+    let egress_addr = match egress_listener {
+        Some(listener) => {
+            let bound = listener.local_addr()?;
+            let app = cynode_egress::api::router(egress_state(mode, common)?);
+            serve(
+                &mut tasks,
+                "API egress service",
+                listener,
+                app,
+                shutdown.clone(),
+            );
+            tracing::info!(addr = %bound, "API egress service listening");
+            Some(bound)
+        }
+        None => None,
     };
 
     Ok(Running {
-        store,
         admin_handle,
         admin_password,
         admin_password_value,
         gateway_addr,
         egress_addr,
+        control_plane_addr,
+        control_plane_url: public_url,
+        registration_psk: psk,
+        dispatcher,
         shutdown,
         tasks,
         grace: Duration::from_secs(common.shutdown_grace_sec),
@@ -394,6 +643,10 @@ impl Running {
     /// Stops every service; `failure` is the reason if it was not a signal.
     pub async fn stop(mut self, failure: Option<anyhow::Error>) -> anyhow::Result<()> {
         self.shutdown.cancel();
+        if let Some(d) = self.dispatcher.take() {
+            let stats = d.shutdown().await;
+            tracing::info!(?stats, "dispatcher stopped");
+        }
         let grace = self.grace;
         let drained = tokio::time::timeout(grace, async {
             let mut errors = Vec::new();

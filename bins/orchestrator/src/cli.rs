@@ -192,14 +192,86 @@ pub struct Common {
     )]
     pub rate_limit_per_minute: u32,
 
-    /// Model for direct inference and sandbox jobs; listed by /v1/models.
+    /// Model for direct inference and sandbox jobs, listed by /v1/models (default
+    /// qwen3.5:0.8b); when set, also pinned as every node's selected model.
+    #[arg(long, env = "INFERENCE_MODEL", global = true)]
+    pub inference_model: Option<String>,
+
+    /// Ollama-compatible endpoint the orchestrator itself uses for chat and prompt
+    /// tasks (e.g. http://127.0.0.1:11434); `dev` also gives it to its worker as the
+    /// node-local inference service. Unset: chat explains how to configure one.
+    #[arg(long, env = "OLLAMA_BASE_URL", global = true)]
+    pub ollama_base_url: Option<String>,
+
+    /// Control plane listen address (`:12082`; dev: 127.0.0.1:12082).
+    #[arg(long, env = "CONTROL_PLANE_LISTEN_ADDR", global = true)]
+    pub control_plane_listen: Option<String>,
+
+    /// Base URL of node-facing links handed to workers (default:
+    /// http://localhost:<control plane port>).
+    #[arg(long, env = "ORCHESTRATOR_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// Pre-shared key workers register with. Required by `serve` (the reference
+    /// default is refused); `dev` generates one for its worker.
     #[arg(
         long,
-        env = "INFERENCE_MODEL",
-        default_value = "qwen3.5:0.8b",
+        env = "NODE_REGISTRATION_PSK",
+        global = true,
+        hide_env_values = true
+    )]
+    pub node_registration_psk: Option<String>,
+
+    /// Node token lifetime (Go duration).
+    #[arg(long, env = "JWT_NODE_DURATION", default_value = "24h", global = true)]
+    pub jwt_node_duration: String,
+
+    /// Worker API bearer token given to every node; unset: each node gets its own
+    /// random token.
+    #[arg(
+        long,
+        env = "WORKER_API_BEARER_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub worker_api_bearer_token: Option<String>,
+
+    /// Dispatch URL used for every node instead of the one it reports.
+    #[arg(long, env = "WORKER_API_TARGET_URL", global = true)]
+    pub worker_api_target_url: Option<String>,
+
+    /// A node silent for this long becomes inactive and gets no jobs (Go duration).
+    #[arg(long, env = "NODE_STALE_AFTER", default_value = "180s", global = true)]
+    pub node_stale_after: String,
+
+    /// Run the dispatcher (jobs to worker nodes) in this process.
+    #[arg(long, env = "DISPATCHER_ENABLED", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub dispatcher_enabled: bool,
+
+    /// How often the dispatcher looks at the queue without a wake-up (Go duration).
+    #[arg(
+        long,
+        env = "DISPATCH_POLL_INTERVAL",
+        default_value = "1s",
         global = true
     )]
-    pub inference_model: String,
+    pub dispatch_poll_interval: String,
+
+    /// Bearer token of the workflow lease routes (`/v1/workflow/*`); unset: open.
+    #[arg(
+        long,
+        env = "WORKFLOW_RUNNER_BEARER_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub workflow_runner_token: Option<String>,
+
+    /// Whether /readyz also waits for a project manager agent. No such agent ships in
+    /// this build, so it defaults to false.
+    #[arg(long, env = "READINESS_REQUIRES_PMA", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    pub readiness_requires_pma: bool,
 
     /// Log format.
     #[arg(
@@ -238,4 +310,16 @@ pub struct DevArgs {
         default_value = "localhost/cynode-sandbox:latest"
     )]
     pub sandbox_image: String,
+
+    /// Worker API listen address of the in-process worker.
+    #[arg(long, env = "WORKER_LISTEN_ADDR", default_value = "127.0.0.1:12090")]
+    pub worker_listen: String,
+
+    /// Slug the in-process worker registers with.
+    #[arg(long, env = "NODE_SLUG", default_value = "local")]
+    pub node_slug: String,
+
+    /// Jobs the in-process worker runs at once.
+    #[arg(long, env = "SANDBOX_MAX_CONCURRENCY", default_value_t = 4)]
+    pub max_concurrency: usize,
 }

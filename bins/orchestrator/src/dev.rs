@@ -4,19 +4,51 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
+use cynode_sandbox::node::{
+    NodeManager, NodeManagerConfig, ShutdownOutcome, Telemetry, WorkerApiConfig, WorkerApiState,
+    capability, worker_api_router,
+};
+use cynode_sandbox::{
+    DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceConfig, PullPolicy, RunAs,
+};
 use serde_json::{Value, json};
 
-use crate::app::{self, AdminPassword, Mode, Running};
+use crate::app::{self, AdminPassword, DispatchOverrides, Mode, Running};
 use crate::cli::{Common, DevArgs};
+
+/// Job images of the gateway's task kinds that cannot be pulled here (no registry):
+/// they run in the locally built sandbox image instead.
+const ALIASED_IMAGES: [&str; 2] = ["alpine:latest", "alpine"];
+
+/// The uid:gid sandboxes run as (the user `sandbox` of the local image).
+const SANDBOX_USER: RunAs = RunAs {
+    uid: 10001,
+    gid: 10001,
+};
 
 /// The demo task's command.
 pub const DEMO_COMMAND: &str = "echo hello from cynode";
 
 /// Runs the dev stack until Ctrl-C / SIGTERM.
 pub async fn run(common: &Common, args: &DevArgs) -> anyhow::Result<()> {
-    let running = app::start(Mode::Dev, common).await?;
-    print_banner(&running, args);
+    let overrides = DispatchOverrides {
+        image_aliases: ALIASED_IMAGES
+            .iter()
+            .map(|i| (i.to_string(), args.sandbox_image.clone()))
+            .collect(),
+    };
+    let mut running = app::start(Mode::Dev, common, overrides).await?;
+    let worker_url = match start_worker(&mut running, common, args).await {
+        Ok(url) => url,
+        Err(e) => {
+            let _ = running.stop(None).await;
+            return Err(e);
+        }
+    };
+    print_banner(&running, args, &worker_url);
     if !args.no_demo {
         let demo = demo_task(&running);
         tokio::select! {
@@ -31,14 +63,116 @@ pub async fn run(common: &Common, args: &DevArgs) -> anyhow::Result<()> {
     running.run_until_signal().await
 }
 
-fn print_banner(r: &Running, args: &DevArgs) {
+/// Starts the in-process worker: the Worker API on its own listener and the node
+/// manager, which registers with this process's control plane. Returns the Worker API
+/// URL.
+async fn start_worker(r: &mut Running, common: &Common, args: &DevArgs) -> anyhow::Result<String> {
+    let state_dir = common.data_dir.join("worker");
+    crate::secrets::ensure_dir(&state_dir)?;
+    let docker = DockerConfig::new(&args.container_host);
+    let inference = common.ollama_base_url.clone().filter(|u| !u.is_empty());
+    let driver_config = DriverConfig {
+        owner: format!("node-{}", args.node_slug),
+        mount_root: state_dir.join("sandbox_mounts"),
+        run_as: SANDBOX_USER,
+        images: ImagePolicy {
+            default_image: args.sandbox_image.clone(),
+            pull: PullPolicy::Never,
+            ..ImagePolicy::default()
+        },
+        inference: inference.clone().map(|upstream_url| InferenceConfig {
+            upstream_url,
+            ..InferenceConfig::default()
+        }),
+        ..DriverConfig::default()
+    };
+    let driver = Driver::connect(&docker, driver_config).await.with_context(|| {
+        format!(
+            "cannot reach the container engine at {} (scripts/up.sh starts Podman's API socket; or set CONTAINER_HOST)",
+            args.container_host
+        )
+    })?;
+    let facts = capability::runtime_facts(&docker)
+        .await
+        .with_context(|| format!("container engine at {}", args.container_host))?;
+    let api = WorkerApiState::new(
+        driver,
+        WorkerApiConfig {
+            node_slug: args.node_slug.clone(),
+            build_version: env!("CARGO_PKG_VERSION").into(),
+            runtime_version: facts.version.clone(),
+            state_dir: state_dir.clone(),
+            max_concurrency: args.max_concurrency.max(1),
+            inference_allowed: inference.is_some(),
+            ..WorkerApiConfig::default()
+        },
+        Arc::new(Telemetry::new()),
+    );
+    let listener = app::bind("Worker API", "WORKER_LISTEN_ADDR", &args.worker_listen).await?;
+    let bound = listener.local_addr()?;
+    let host = if bound.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        bound.ip().to_string()
+    };
+    let worker_url = format!("http://{host}:{}", bound.port());
+    tracing::info!(addr = %bound, runtime = %facts.runtime, version = %facts.version, "in-process worker: Worker API listening");
+
+    let mut config = NodeManagerConfig::new(
+        r.control_plane_url.clone(),
+        r.registration_psk.clone(),
+        args.node_slug.clone(),
+        worker_url.clone(),
+    );
+    config.docker = docker;
+    config.inference_base_url = inference;
+    config.state_dir = state_dir;
+    config.drain_grace = std::time::Duration::from_secs(10);
+    let manager = NodeManager::new(config, api.clone()).context("in-process worker")?;
+
+    // The Worker API keeps serving while the node manager drains on shutdown; it stops
+    // once the manager is done.
+    let server_stop = tokio_util::sync::CancellationToken::new();
+    let server = {
+        let stop = server_stop.clone();
+        tokio::spawn(
+            axum::serve(listener, worker_api_router(api))
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .into_future(),
+        )
+    };
+    let shutdown = r.shutdown.clone();
+    r.tasks.spawn(async move {
+        let outcome = manager.run(shutdown.cancelled_owned()).await;
+        server_stop.cancel();
+        let _ = server.await;
+        match outcome {
+            ShutdownOutcome::Clean(report) => {
+                tracing::info!(?report, "in-process worker drained");
+                Ok(())
+            }
+            ShutdownOutcome::Unclean(report) => {
+                bail!("in-process worker: jobs did not stop in time ({report:?})")
+            }
+            ShutdownOutcome::Failed(message) => bail!("in-process worker: {message}"),
+        }
+    });
+    Ok(worker_url)
+}
+
+fn print_banner(r: &Running, args: &DevArgs, worker_url: &str) {
     let gw = format!("http://{}", r.gateway_addr);
     println!();
     println!("CyNodeAI dev stack is up");
     println!("  user gateway    {gw}   (OpenAI-compatible: {gw}/v1, API docs: {gw}/openapi.json)");
+    println!("  control plane   http://{}", r.control_plane_addr);
     if let Some(e) = r.egress_addr {
         println!("  API egress      http://{e}");
     }
+    println!(
+        "  worker          {worker_url}   (node `{}`, sandboxes on {})",
+        args.node_slug, args.container_host
+    );
     println!("  sandbox image   {}", args.sandbox_image);
     println!("  admin user      {}", r.admin_handle);
     match &r.admin_password {

@@ -51,7 +51,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     match cli.command {
         Some(Command::Dev(args)) => dev::run(common, &args).await,
-        _ => app::start(mode, common).await?.run_until_signal().await,
+        _ => {
+            app::start(mode, common, app::DispatchOverrides::default())
+                .await?
+                .run_until_signal()
+                .await
+        }
     }
 }
 
