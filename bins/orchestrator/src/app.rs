@@ -75,7 +75,9 @@ pub struct Running {
     pub control_plane_url: String,
     /// The registration key workers present.
     pub registration_psk: String,
-    /// The dispatcher, when it runs in this process.
+    /// The dispatcher, when this process runs one and it has not started yet.
+    pub pending_dispatcher: Option<Dispatcher>,
+    /// The running dispatcher.
     pub dispatcher: Option<DispatcherHandle>,
     /// Cancelled on shutdown.
     pub shutdown: CancellationToken,
@@ -415,8 +417,8 @@ pub struct DispatchOverrides {
     pub image_aliases: std::collections::BTreeMap<String, String>,
 }
 
-/// Starts everything `serve` runs. Returns once every listener is bound and the
-/// dispatcher runs.
+/// Starts everything `serve` runs except the dispatcher's job loop: returns once every
+/// listener is bound; [`Running::start_dispatcher`] starts taking jobs to nodes.
 pub async fn start(
     mode: Mode,
     common: &Common,
@@ -517,13 +519,13 @@ pub async fn start(
         };
         let d = Dispatcher::new(store.clone(), queue.clone(), config)
             .context("dispatcher configuration")?;
-        Some(d.spawn().context("cannot start the dispatcher")?)
+        Some(d)
     } else {
         tracing::info!("DISPATCHER_ENABLED=false: jobs wait for a dispatcher in another replica");
         None
     };
     let task_dispatcher: Arc<dyn TaskDispatcher> = match &dispatcher {
-        Some(h) => Arc::new(h.dispatcher().clone()),
+        Some(d) => Arc::new(d.clone()),
         // Enqueue-only: another replica runs the jobs.
         None => Arc::new(
             Dispatcher::new(store.clone(), queue.clone(), DispatchConfig::default())
@@ -589,7 +591,8 @@ pub async fn start(
         control_plane_addr,
         control_plane_url: public_url,
         registration_psk: psk,
-        dispatcher,
+        pending_dispatcher: dispatcher,
+        dispatcher: None,
         shutdown,
         tasks,
         grace: Duration::from_secs(common.shutdown_grace_sec),
@@ -623,6 +626,14 @@ pub async fn shutdown_signal() {
 }
 
 impl Running {
+    /// Starts the dispatcher's job loop (a no-op when it runs elsewhere or already).
+    pub fn start_dispatcher(&mut self) -> anyhow::Result<()> {
+        if let Some(d) = self.pending_dispatcher.take() {
+            self.dispatcher = Some(d.spawn().context("cannot start the dispatcher")?);
+        }
+        Ok(())
+    }
+
     /// Waits for a shutdown signal (or a server failing), then stops every service
     /// within the grace period. Errors when a service failed or did not stop in time.
     pub async fn run_until_signal(mut self) -> anyhow::Result<()> {

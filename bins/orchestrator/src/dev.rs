@@ -41,6 +41,9 @@ pub async fn run(common: &Common, args: &DevArgs) -> anyhow::Result<()> {
             .collect(),
     };
     let mut running = app::start(Mode::Dev, common, overrides).await?;
+    // The dispatcher starts once the worker's API listens: jobs stored by an earlier
+    // run go to the node's known address, which then answers (503 until configured,
+    // which the dispatcher retries) instead of refusing the connection.
     let worker_url = match start_worker(&mut running, common, args).await {
         Ok(url) => url,
         Err(e) => {
@@ -48,6 +51,10 @@ pub async fn run(common: &Common, args: &DevArgs) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    if let Err(e) = running.start_dispatcher() {
+        let _ = running.stop(None).await;
+        return Err(e);
+    }
     print_banner(&running, args, &worker_url);
     if !args.no_demo {
         let demo = demo_task(&running);

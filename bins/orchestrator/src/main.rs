@@ -52,10 +52,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Dev(args)) => dev::run(common, &args).await,
         _ => {
-            app::start(mode, common, app::DispatchOverrides::default())
-                .await?
-                .run_until_signal()
-                .await
+            let mut running = app::start(mode, common, app::DispatchOverrides::default()).await?;
+            if let Err(e) = running.start_dispatcher() {
+                let _ = running.stop(None).await;
+                return Err(e);
+            }
+            running.run_until_signal().await
         }
     }
 }

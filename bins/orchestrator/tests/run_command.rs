@@ -64,7 +64,13 @@ struct Stack {
 }
 
 impl Stack {
-    fn start(env: &Env, data_dir: &Path, extra: &[&str]) -> Stack {
+    fn start(
+        env: &Env,
+        data_dir: &Path,
+        slug: &str,
+        worker_listen: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Stack {
         let stderr = data_dir.with_extension("stderr.log");
         let err_file = std::fs::OpenOptions::new()
             .create(true)
@@ -80,8 +86,13 @@ impl Stack {
                 "127.0.0.1:0",
                 "--egress-listen",
                 "127.0.0.1:0",
+                "--control-plane-listen",
+                "127.0.0.1:0",
+                "--worker-listen",
+                worker_listen,
+                "--node-slug",
+                slug,
             ])
-            .args(extra)
             .env("CYNODE_BIN_DIR", bin_dir())
             .env("CONTAINER_HOST", &env.docker_host)
             .env("CYNODE_SANDBOX_IMAGE", &env.image)
@@ -90,6 +101,8 @@ impl Stack {
             .env_remove("BOOTSTRAP_ADMIN_PASSWORD")
             .env_remove("JWT_SECRET")
             .env_remove("CYNODE_DATA_DIR")
+            .env_remove("OLLAMA_BASE_URL")
+            .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(err_file);
@@ -206,28 +219,62 @@ async fn login(http: &reqwest::Client, gw: &str, password: &str) -> String {
         .to_string()
 }
 
+/// The exact `/readyz` body while no inference path exists (user-api §3).
+const NO_INFERENCE: &str = "no inference path available (no dispatchable nodes; register and configure a worker node or configure external provider keys)";
+
+/// Polls `/readyz` until it answers `want` (status and body), for up to 60 s.
+async fn wait_readyz(http: &reqwest::Client, gw: &str, want: (u16, &str)) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = http
+            .get(format!("{gw}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
+        let got = (r.status().as_u16(), r.text().await.expect("body"));
+        if (got.0, got.1.as_str()) == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz still answers {got:?}, expected {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
     let Some(env) = test_env() else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("cynode-data");
+    // A slug of its own: the worker reaps orphaned sandboxes of its slug at start.
+    let slug = format!("e2e-{}", std::process::id());
+    // The worker keeps its address across restarts, as with the default port.
+    let worker_listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        format!("127.0.0.1:{}", l.local_addr().expect("addr").port())
+    };
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
         .expect("client");
 
-    // ---- first start: fresh data directory
-    let mut stack = Stack::start(&env, &data, &["--no-demo"]);
+    // ---- first start: fresh data directory, no inference configured
+    let mut stack = Stack::start(&env, &data, &slug, &worker_listen, &[]);
     let gw_line = stack.line_with("user gateway", 120).await;
     let gw = field_after(&gw_line, "user gateway");
     assert!(gw.starts_with("http://127.0.0.1:"), "{gw_line}");
     let pw_line = stack.line_with("admin password", 5).await;
     let pw_file = data.join("admin-password");
     assert!(
-        pw_line.contains(&pw_file.display().to_string()),
-        "the banner names the password file: {pw_line}"
+        pw_line.contains("generated on first start")
+            && pw_line.contains(&pw_file.display().to_string()),
+        "the banner names the generated password's file: {pw_line}"
     );
-    stack.line_with("ready; press Ctrl-C to stop", 120).await;
+    // The demo task went through gateway, queue, dispatcher, worker and a sandbox.
+    stack.line_with("its output: hello from cynode", 180).await;
+    stack.line_with("ready; press Ctrl-C to stop", 10).await;
 
     let health = http
         .get(format!("{gw}/healthz"))
@@ -236,6 +283,8 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
         .expect("healthz");
     assert_eq!(health.status(), 200);
     assert_eq!(health.text().await.expect("body"), "ok");
+    // Everything runs, but without a model there is no inference path: /readyz says so.
+    wait_readyz(&http, &gw, (503, NO_INFERENCE)).await;
 
     // The generated password: 0600, and it logs in.
     let meta = std::fs::metadata(&pw_file).expect("password file");
@@ -278,8 +327,17 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
     );
     assert!(log.contains("stopped cleanly"), "{log}");
 
-    // ---- second start: same data, nothing regenerated
-    let mut stack = Stack::start(&env, &data, &["--no-demo"]);
+    // ---- second start: same data, nothing regenerated; now with a model endpoint
+    // (a mock speaking the Ollama API), which the worker reports as its inference.
+    let (mock_addr, _mock) = cynode_testkit::MockLlm::start().await;
+    let mock_url = format!("http://{mock_addr}");
+    let mut stack = Stack::start(
+        &env,
+        &data,
+        &slug,
+        &worker_listen,
+        &[("OLLAMA_BASE_URL", &mock_url)],
+    );
     let gw_line = stack.line_with("user gateway", 120).await;
     let gw = field_after(&gw_line, "user gateway");
     let pw_line = stack.line_with("admin password", 5).await;
@@ -287,26 +345,39 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
         !pw_line.contains("generated on first start"),
         "the second start does not generate a new password: {pw_line}"
     );
-    stack.line_with("ready; press Ctrl-C to stop", 120).await;
+    stack.line_with("its output: hello from cynode", 180).await;
     assert_eq!(
         std::fs::read_to_string(&pw_file).expect("read").trim(),
         password,
         "the password file is unchanged"
     );
+    wait_readyz(&http, &gw, (200, "ready")).await;
     let token = login(&http, &gw, &password).await;
-    let task: Value = http
-        .get(format!("{gw}/v1/tasks/{task_id}"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("get task")
-        .json()
-        .await
-        .expect("task body");
-    assert_eq!(
-        task["task_name"], "kept",
-        "the first run's task is still there"
-    );
+    // The task queued just before the restart runs after it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let result = loop {
+        let result: Value = http
+            .get(format!("{gw}/v1/tasks/{task_id}/result"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get result")
+            .json()
+            .await
+            .expect("result body");
+        if result["status"] != "queued" && result["status"] != "running" {
+            break result;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the task queued before the restart did not finish: {result}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(result["status"], "completed", "{result}");
+    let doc: Value = serde_json::from_str(result["jobs"][0]["result"].as_str().expect("result"))
+        .expect("result document");
+    assert_eq!(doc["stdout"], "kept\n");
 
     let (status, log) = stack.interrupt().await;
     assert!(status.success(), "second stop: {status:?}\n{log}");
