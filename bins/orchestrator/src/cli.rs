@@ -323,3 +323,56 @@ pub struct DevArgs {
     #[arg(long, env = "SANDBOX_MAX_CONCURRENCY", default_value_t = 4)]
     pub max_concurrency: usize,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every variable deploy/compose.yaml sets for the orchestrator is one it reads.
+    #[test]
+    fn the_compose_file_sets_only_known_variables() {
+        let compose: serde_json::Value =
+            serde_yaml_ng::from_str(include_str!("../../../deploy/compose.yaml"))
+                .expect("deploy/compose.yaml parses");
+        let cmd = Cli::command();
+        let mut known: Vec<String> = cmd
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
+        for sub in cmd.get_subcommands() {
+            known.extend(
+                sub.get_arguments()
+                    .filter_map(|a| a.get_env())
+                    .map(|e| e.to_string_lossy().into_owned()),
+            );
+        }
+        let env = compose["services"]["orchestrator"]["environment"]
+            .as_object()
+            .expect("orchestrator environment");
+        assert!(env.len() > 5);
+        for key in env.keys() {
+            assert!(known.contains(key), "compose sets {key}, which the orchestrator does not read");
+        }
+    }
+
+    /// The sample bootstrap file parses and imports without a rejected entry.
+    #[tokio::test]
+    async fn the_sample_bootstrap_file_imports_cleanly() {
+        use cynode_server::bootstrap::{BootstrapFile, BootstrapTargets, apply};
+        let file = BootstrapFile::from_yaml(include_str!("../../../deploy/bootstrap.example.yaml"))
+            .expect("deploy/bootstrap.example.yaml parses");
+        let store = cynode_core::store::MemoryStore::new();
+        let report = apply(&file, &BootstrapTargets::new(&store)).await.expect("apply");
+        assert_eq!(report.preferences.inserted.len(), file.preferences.len());
+        assert!(report.preferences.rejected.is_empty());
+        let admin = file.admin_user.expect("admin_user");
+        assert_eq!(admin.password_env, "BOOTSTRAP_ADMIN_PASSWORD");
+    }
+}
