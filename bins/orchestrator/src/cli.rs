@@ -358,7 +358,10 @@ mod tests {
             .expect("orchestrator environment");
         assert!(env.len() > 5);
         for key in env.keys() {
-            assert!(known.contains(key), "compose sets {key}, which the orchestrator does not read");
+            assert!(
+                known.contains(key),
+                "compose sets {key}, which the orchestrator does not read"
+            );
         }
     }
 
@@ -369,7 +372,9 @@ mod tests {
         let file = BootstrapFile::from_yaml(include_str!("../../../deploy/bootstrap.example.yaml"))
             .expect("deploy/bootstrap.example.yaml parses");
         let store = cynode_core::store::MemoryStore::new();
-        let report = apply(&file, &BootstrapTargets::new(&store)).await.expect("apply");
+        let report = apply(&file, &BootstrapTargets::new(&store))
+            .await
+            .expect("apply");
         assert_eq!(report.preferences.inserted.len(), file.preferences.len());
         assert!(report.preferences.rejected.is_empty());
         let admin = file.admin_user.expect("admin_user");

@@ -62,11 +62,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `--migrate-only`: open the database (which applies every migration) and exit.
+/// `--migrate-only`: open the store and the job queue (which applies the migrations of
+/// both) and exit.
 async fn migrate_only(common: &cli::Common) -> anyhow::Result<()> {
     secrets::ensure_dir(&common.data_dir)?;
     let db = settings::Database::from_url(common.database_url.as_deref(), &common.data_dir)?;
     let _store = app::open_store(&db).await?;
+    let _queue = app::open_queue(&db).await?;
     tracing::info!(database = %db.describe(), "migrations applied");
     println!("migrations applied ({})", db.describe());
     Ok(())
