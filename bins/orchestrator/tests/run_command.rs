@@ -1,9 +1,12 @@
 //! The README's run command, end to end, the way a new user runs it: `scripts/up.sh`
 //! in a fresh data directory (with `--no-install --no-build`, against the binaries of
-//! this build and the test environment's Podman socket and image), wait for the
-//! banner and readiness, use the stack, stop it with Ctrl-C (SIGINT to the process
-//! group, as a terminal sends it), check it exits cleanly, and start it again on the
-//! same data.
+//! this build), wait for the banner, the demo task and readiness, use the stack, stop
+//! it with Ctrl-C (SIGINT to the process group, as a terminal sends it), check it
+//! exits cleanly, and start it again on the same data.
+//!
+//! The first start goes the new user's way: up.sh starts its own Podman API service
+//! and builds the sandbox image. The second uses the test environment's Podman socket
+//! and image (`CONTAINER_HOST`, `CYNODE_SANDBOX_IMAGE`), and a mock model endpoint.
 //!
 //! Needs `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE` (scripts/test.sh provides
 //! them): missing, the test fails under `CYNODE_REQUIRE_SERVICES=1` and is skipped
@@ -65,7 +68,6 @@ struct Stack {
 
 impl Stack {
     fn start(
-        env: &Env,
         data_dir: &Path,
         slug: &str,
         worker_listen: &str,
@@ -94,14 +96,14 @@ impl Stack {
                 slug,
             ])
             .env("CYNODE_BIN_DIR", bin_dir())
-            .env("CONTAINER_HOST", &env.docker_host)
-            .env("CYNODE_SANDBOX_IMAGE", &env.image)
             .env("RUST_LOG", "info")
             .env_remove("DATABASE_URL")
             .env_remove("BOOTSTRAP_ADMIN_PASSWORD")
             .env_remove("JWT_SECRET")
             .env_remove("CYNODE_DATA_DIR")
             .env_remove("OLLAMA_BASE_URL")
+            .env_remove("CONTAINER_HOST")
+            .env_remove("CYNODE_SANDBOX_IMAGE")
             .envs(extra_env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -261,7 +263,7 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
         .expect("client");
 
     // ---- first start: fresh data directory, no inference configured
-    let mut stack = Stack::start(&env, &data, &slug, &worker_listen, &[]);
+    let mut stack = Stack::start(&data, &slug, &worker_listen, &[]);
     let gw_line = stack.line_with("user gateway", 120).await;
     let gw = field_after(&gw_line, "user gateway");
     assert!(gw.starts_with("http://127.0.0.1:"), "{gw_line}");
@@ -326,17 +328,29 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
         "Ctrl-C stops it with status 0, got {status:?}\n{log}"
     );
     assert!(log.contains("stopped cleanly"), "{log}");
+    assert!(
+        log.contains("starting the Podman API service"),
+        "the first start ran its own Podman service: {log}"
+    );
+    let podman_pid = std::fs::read_to_string(data.join("run/podman.pid")).expect("podman.pid");
+    assert!(
+        !Path::new(&format!("/proc/{}", podman_pid.trim())).exists(),
+        "up.sh stopped the Podman service it started"
+    );
 
     // ---- second start: same data, nothing regenerated; now with a model endpoint
     // (a mock speaking the Ollama API), which the worker reports as its inference.
     let (mock_addr, _mock) = cynode_testkit::MockLlm::start().await;
     let mock_url = format!("http://{mock_addr}");
     let mut stack = Stack::start(
-        &env,
         &data,
         &slug,
         &worker_listen,
-        &[("OLLAMA_BASE_URL", &mock_url)],
+        &[
+            ("OLLAMA_BASE_URL", &mock_url),
+            ("CONTAINER_HOST", &env.docker_host),
+            ("CYNODE_SANDBOX_IMAGE", &env.image),
+        ],
     );
     let gw_line = stack.line_with("user gateway", 120).await;
     let gw = field_after(&gw_line, "user gateway");
