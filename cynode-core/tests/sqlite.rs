@@ -128,9 +128,15 @@ async fn reopening_an_up_to_date_database_applies_nothing_and_keeps_data() {
     let store = SqliteStore::open(&path).await.expect("open");
     user(&store, "alice").await;
     store.close().await;
+    let applied = count(&path, "cynode_schema_migrations").await;
+    assert!(applied >= 1);
     let store = SqliteStore::open(&path).await.expect("reopen");
     assert_eq!(store.list_users().await.expect("list").len(), 1);
-    assert_eq!(count(&path, "cynode_schema_migrations").await, 1);
+    assert_eq!(
+        count(&path, "cynode_schema_migrations").await,
+        SqliteStore::supported_schema_version(),
+        "one row per migration, none applied twice"
+    );
     store.close().await;
 }
 

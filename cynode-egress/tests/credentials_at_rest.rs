@@ -11,13 +11,16 @@ use chrono::Utc;
 use cynode_core::{
     JobId,
     model::{NewTask, NewUser},
-    store::{CredentialStore, SqliteStore, Store, TaskStore, UserStore},
+    store::{
+        AccessAuditFilter, AccessControlStore, CredentialStore, SqliteStore, Store, TaskStore,
+        UserStore,
+    },
 };
 use cynode_egress::{
     CredentialCipher, Secret,
     api::{
-        AccessRule, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey, MemoryPolicyStore,
-        NewCredential, PolicyDeps, open_credential, router, store_credential,
+        Decision, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey, NewCredential,
+        PolicyDeps, api_call_rule, open_credential, router, store_credential,
     },
 };
 use cynode_testkit::MockLlm;
@@ -72,12 +75,14 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
 
     // A full call through the egress service on this store.
     let (_, mock) = MockLlm::builder().require_api_key(KEY).start().await;
-    let policy = Arc::new(MemoryPolicyStore::new());
-    policy.add_rule(AccessRule::api_call_for_user(
-        user.id.as_uuid(),
-        "openai/chat",
-        Effect::Allow,
-    ));
+    store
+        .create_access_rule(api_call_rule(
+            user.id.as_uuid(),
+            "openai/chat",
+            Effect::Allow,
+        ))
+        .await
+        .unwrap();
     let token_key = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode([3u8; 32])
@@ -87,13 +92,7 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
         "providers": {"openai": {"kind": "open_ai", "base_url": format!("{}/v1", mock.base_url())}}
     }))
     .unwrap();
-    let deps = PolicyDeps {
-        tasks: store.clone(),
-        credentials: store.clone(),
-        policy: policy.clone(),
-        audit: policy,
-        cipher,
-    };
+    let deps = PolicyDeps::from_store(store.clone(), cipher);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(EgressState::policy(&config, deps).unwrap());
@@ -124,6 +123,16 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
         mock.requests()[0].header("authorization"),
         Some(format!("Bearer {KEY}").as_str())
     );
+
+    // The decision is in the database's audit log.
+    let audit = store
+        .list_access_audit(&AccessAuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].decision, Decision::Allow);
+    assert_eq!(audit[0].resource, "openai/chat");
+    assert_eq!(audit[0].task_id, Some(task.id));
 
     // Every file of the database (main file, WAL, shared memory) is free of the key.
     drop(store);

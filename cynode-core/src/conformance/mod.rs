@@ -54,26 +54,32 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+mod access;
 mod audit;
 mod chat;
 mod concurrency;
 mod credentials;
 mod nodes;
 mod preferences;
+mod resources;
 mod support;
 mod tasks;
 mod users;
 mod vectors;
+mod workflow;
 
+pub use access::*;
 pub use audit::*;
 pub use chat::*;
 pub use concurrency::*;
 pub use credentials::*;
 pub use nodes::*;
 pub use preferences::*;
+pub use resources::*;
 pub use tasks::*;
 pub use users::*;
 pub use vectors::*;
+pub use workflow::*;
 
 /// A boxed, sendable future, as teardown hooks return.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -259,6 +265,9 @@ macro_rules! __conformance_cases {
             nodes_upsert_round_trip,
             nodes_update,
             nodes_capabilities,
+            workflow_leases,
+            workflow_checkpoints,
+            workflow_gate_without_plan,
             preferences_versions,
             preferences_scopes_and_listing,
             chat_threads_round_trip,
@@ -268,6 +277,9 @@ macro_rules! __conformance_cases {
             credentials_round_trip,
             credentials_conflict_and_invalid,
             credentials_usable,
+            access_rules_round_trip,
+            access_rules_invalid,
+            access_audit_round_trip_and_filters,
             vectors_round_trip,
             vectors_invalid_input,
             vectors_insert_is_atomic,
@@ -275,6 +287,12 @@ macro_rules! __conformance_cases {
             vectors_nearest_brute_force,
             vectors_nearest_384_dims,
             vectors_delete_by_source,
+            skills_round_trip_and_listing,
+            skills_system_skill,
+            skills_invalid_input,
+            settings_versions_and_history,
+            settings_listing,
+            preferences_audited_writes,
             concurrent_unique_keys_and_upserts,
             concurrent_compare_and_set,
         }
@@ -314,12 +332,14 @@ mod tests {
     #[test]
     fn every_case_is_listed() {
         let sources = [
+            include_str!("access.rs"),
             include_str!("audit.rs"),
             include_str!("chat.rs"),
             include_str!("concurrency.rs"),
             include_str!("credentials.rs"),
             include_str!("nodes.rs"),
             include_str!("preferences.rs"),
+            include_str!("resources.rs"),
             include_str!("tasks.rs"),
             include_str!("users.rs"),
             include_str!("vectors.rs"),

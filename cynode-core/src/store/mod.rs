@@ -23,8 +23,25 @@ use crate::{
     model::*,
 };
 
+mod access;
 mod memory;
+mod preference_audit;
+mod settings;
+mod skills;
 pub(crate) mod validate;
+mod workflow;
+
+pub use preference_audit::{PreferenceAuditStore, PreferenceChange};
+pub use settings::{MAX_SETTING_KEY, SettingChange, SettingStore, SystemSetting};
+pub use skills::{
+    DEFAULT_SKILL_NAME, MAX_SKILL_CONTENT, MAX_SKILL_NAME, NewSkill, SKILL_SCOPES, SYSTEM_SKILL_ID,
+    SYSTEM_SKILL_NAME, Skill, SkillFilter, SkillStore, SkillUpdate,
+};
+
+pub use access::{
+    AccessAudit, AccessAuditFilter, AccessControlStore, AccessRule, AccessRuleFilter, Decision,
+    Effect, NewAccessRule, SUBJECT_TYPES,
+};
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -36,6 +53,11 @@ pub use memory::MemoryStore;
 pub use postgres::{PgOptions, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use workflow::{
+    GATE_DEPENDENCIES_NOT_SATISFIED, GATE_DEPENDENCY_NOT_FOUND, GATE_PLAN_ARCHIVED,
+    GATE_PLAN_NOT_ACTIVE, GATE_PLAN_NOT_FOUND, LeaseAcquire, WorkflowCheckpoint, WorkflowLease,
+    WorkflowStore,
+};
 
 /// Users, their passwords, projects and refresh sessions.
 #[async_trait]
@@ -281,7 +303,12 @@ pub trait Store:
     + AuditStore
     + CredentialStore
     + VectorStore
+    + SkillStore
+    + SettingStore
+    + PreferenceAuditStore
+    + AccessControlStore
     + StoreAdmin
+    + WorkflowStore
     + 'static
 {
 }
@@ -295,7 +322,12 @@ impl<T> Store for T where
         + AuditStore
         + CredentialStore
         + VectorStore
+        + SkillStore
+        + SettingStore
+        + PreferenceAuditStore
+        + AccessControlStore
         + StoreAdmin
+        + WorkflowStore
         + 'static
 {
 }

@@ -40,6 +40,39 @@
 //! 1 s → 30 s, at most [`DispatchConfig::max_attempts`] attempts, then `failed`. A
 //! `400`/`401`/`413`/`500`, a client timeout and a job that ran and failed are final.
 //!
+//! **Wiring** (what an orchestrator does): one queue on the same database as the store,
+//! the dispatcher as the gateway's task hook on every replica, and [`Dispatcher::spawn`]
+//! where jobs should run (`DISPATCHER_ENABLED`).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use cynode_core::auth::{JwtKey, JwtKeys};
+//! use cynode_core::store::{SqliteStore, Store};
+//! use cynode_sched::{QueueStore, SqliteQueue};
+//! use cynode_server::dispatch::{DispatchConfig, Dispatcher};
+//! use cynode_server::gateway::{GatewayState, router};
+//!
+//! # async fn demo() -> cynode_core::Result<()> {
+//! let store: Arc<dyn Store> = Arc::new(SqliteStore::open("cynode.db".as_ref()).await?);
+//! let queue: Arc<dyn QueueStore> = Arc::new(SqliteQueue::open_path("cynode.db").await?);
+//! let dispatcher = Dispatcher::new(store.clone(), queue, DispatchConfig::default())?;
+//! let keys = JwtKeys::new(JwtKey::new("k1", b"a long random signing secret".to_vec()));
+//! let gateway = router(
+//!     GatewayState::builder(store, keys)
+//!         .dispatcher(Arc::new(dispatcher.clone()))
+//!         .build(),
+//! );
+//! let running = dispatcher.spawn()?;
+//! // ... serve `gateway` until shutdown ...
+//! # drop(gateway);
+//! running.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The core job's `lease_id`/`lease_expires_at` record the attempt that dispatched it and
+//! that lease's first expiry; the live lease (renewed every
+//! [`DispatchConfig::heartbeat_interval`]) is the queue job's.
+//!
 //! **Recovery.** [`Dispatcher::reconcile`] (run periodically by [`Dispatcher::spawn`])
 //! enqueues open core jobs that have no queue job (e.g. the queue was down when the task
 //! was created) and copies the outcome of queue jobs that ended without their result
@@ -375,6 +408,8 @@ impl Dispatcher {
     pub async fn reconcile(&self) -> cynode_core::Result<ReconcileReport> {
         let s = &self.inner;
         let mut report = ReconcileReport::default();
+        let now = s.queue.now().await?;
+        let grace = chrono::Duration::from_std(s.config.lease_ttl).unwrap_or(chrono::Duration::MAX);
         const PAGE: u32 = 200;
         let mut offset = 0u64;
         loop {
@@ -402,7 +437,12 @@ impl Dispatcher {
                             }
                         }
                         Err(e) => return Err(e),
-                        Ok(qj) if qj.state.is_terminal() => {
+                        // Give the attempt that ended it a lease's time to copy the
+                        // outcome itself; after that it is presumed gone.
+                        Ok(qj)
+                            if qj.state.is_terminal()
+                                && qj.ended_at.is_none_or(|t| now - t >= grace) =>
+                        {
                             if self.apply_ended_queue_job(&job, &qj).await? {
                                 report.applied += 1;
                                 bump(&s.counters.reconciled);

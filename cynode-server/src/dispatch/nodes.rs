@@ -70,9 +70,9 @@ impl NodeCache {
     }
 }
 
-/// Every node with its newest capability report. Dispatchable = the store's rule
-/// (active, configuration applied, Worker API URL and token known) and, when
-/// `stale_after` is set, heard from within it.
+/// Every node with its newest capability report. Dispatchable = the control plane's
+/// rule (active, configuration applied, Worker API URL and token known, and, when
+/// `stale_after` is set, heard from within it).
 async fn read_nodes(
     store: &dyn NodeStore,
     stale_after: Option<Duration>,
@@ -80,15 +80,10 @@ async fn read_nodes(
     let now = chrono::Utc::now();
     let mut out = Vec::new();
     for node in store.list_nodes().await? {
-        let fresh = match stale_after {
-            None => true,
-            Some(max) => node.last_seen_at.is_some_and(|seen| {
-                chrono::Duration::from_std(max)
-                    .ok()
-                    .is_none_or(|max| now - seen <= max)
-            }),
+        let dispatchable = match stale_after {
+            Some(max) => crate::control_plane::is_dispatchable_at(&node, now, max),
+            None => node.is_dispatchable(),
         };
-        let dispatchable = node.is_dispatchable() && fresh;
         let report = store
             .latest_capabilities(node.id)
             .await?

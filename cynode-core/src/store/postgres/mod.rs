@@ -16,16 +16,19 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::StoreAdmin;
 use crate::{Error, Result};
 
+mod access;
 mod audit;
 mod chat;
 mod credentials;
 mod error;
 mod nodes;
 mod preferences;
+mod resources;
 mod rows;
 mod tasks;
 mod users;
 mod vectors;
+mod workflow;
 
 use error::db_err;
 

@@ -17,11 +17,23 @@ struct Migration {
 
 /// Every migration, in order. Append new files; never edit an applied one (the
 /// checksum check refuses a database migrated with a different text).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "initial schema",
-    sql: include_str!("../../../migrations/sqlite/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "initial schema",
+        sql: include_str!("../../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "system settings and preference audit",
+        sql: include_str!("../../../migrations/sqlite/0002_settings_and_preference_audit.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "access audit job and duration",
+        sql: include_str!("../../../migrations/sqlite/0003_access_audit_job.sql"),
+    },
+];
 
 /// Highest version this build ships.
 pub(super) fn latest_version() -> i64 {

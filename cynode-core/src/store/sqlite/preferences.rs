@@ -12,7 +12,7 @@ use crate::store::{PreferenceStore, validate};
 use crate::{Error, PreferenceId, Result};
 
 /// The scope id as matched by the unique index: `''` for the system scope.
-fn scope_key(scope: &Scope) -> String {
+pub(super) fn scope_key(scope: &Scope) -> String {
     scope.id().map(|u| u.to_string()).unwrap_or_default()
 }
 
@@ -35,7 +35,7 @@ fn pref_row(r: &SqliteRow) -> Result<PreferenceEntry> {
     })
 }
 
-async fn fetch_pref(
+pub(super) async fn fetch_pref(
     conn: &mut SqliteConnection,
     scope: &Scope,
     key: &str,
