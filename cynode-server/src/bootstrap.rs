@@ -38,7 +38,10 @@
 
 use async_trait::async_trait;
 use cynode_core::model::{Scope, json_type_name};
-use cynode_core::store::PreferenceStore;
+use cynode_core::store::{
+    AccessControlStore, AccessRuleFilter, Effect, NewAccessRule, PreferenceStore, SettingStore,
+    Store,
+};
 use cynode_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -287,6 +290,17 @@ pub struct BootstrapTargets<'a> {
 }
 
 impl<'a> BootstrapTargets<'a> {
+    /// Every section into one store: system preferences, system settings
+    /// ([`SettingStore`], changes audited in `system_settings_audit_log`) and
+    /// access-control rules ([`AccessControlStore`]).
+    pub fn for_store(store: &'a dyn Store) -> BootstrapTargetsOwned<'a> {
+        BootstrapTargetsOwned {
+            preferences: store,
+            settings: SystemSettings(store),
+            rules: AccessRules(store),
+        }
+    }
+
     /// Preferences only.
     pub fn new(preferences: &'a dyn PreferenceStore) -> Self {
         Self {
@@ -304,6 +318,126 @@ impl<'a> BootstrapTargets<'a> {
     pub fn with_rules(mut self, rules: &'a dyn RuleTarget) -> Self {
         self.rules = Some(rules);
         self
+    }
+}
+
+/// Targets over one [`Store`], built by [`BootstrapTargets::for_store`]; borrow it with
+/// [`BootstrapTargetsOwned::targets`].
+pub struct BootstrapTargetsOwned<'a> {
+    preferences: &'a dyn Store,
+    settings: SystemSettings<'a>,
+    rules: AccessRules<'a>,
+}
+
+impl std::fmt::Debug for BootstrapTargetsOwned<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapTargetsOwned")
+            .finish_non_exhaustive()
+    }
+}
+
+impl BootstrapTargetsOwned<'_> {
+    /// The targets to pass to [`apply`].
+    pub fn targets(&self) -> BootstrapTargets<'_> {
+        BootstrapTargets {
+            preferences: self.preferences,
+            settings: Some(&self.settings),
+            rules: Some(&self.rules),
+        }
+    }
+}
+
+/// [`SeedTarget`] over a [`SettingStore`].
+struct SystemSettings<'a>(&'a dyn SettingStore);
+
+#[async_trait]
+impl SeedTarget for SystemSettings<'_> {
+    async fn get_entry(&self, key: &str) -> Result<Option<StoredEntry>> {
+        match self.0.get_setting(key).await {
+            Ok(s) => Ok(Some(StoredEntry {
+                value: s.value,
+                version: s.version,
+                updated_by: s.updated_by,
+            })),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    async fn put_entry(
+        &self,
+        key: &str,
+        value: &Value,
+        _value_type: &str,
+        expected_version: i32,
+        updated_by: &str,
+    ) -> Result<()> {
+        self.0
+            .put_setting(
+                key,
+                value.clone(),
+                Some(expected_version),
+                updated_by,
+                Some("bootstrap file"),
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+/// [`RuleTarget`] over an [`AccessControlStore`].
+struct AccessRules<'a>(&'a dyn AccessControlStore);
+
+fn effect_name(e: Effect) -> &'static str {
+    match e {
+        Effect::Allow => "allow",
+        Effect::Deny => "deny",
+    }
+}
+
+#[async_trait]
+impl RuleTarget for AccessRules<'_> {
+    async fn list_rules(&self) -> Result<Vec<RuleSeed>> {
+        Ok(self
+            .0
+            .list_access_rules(&AccessRuleFilter::default())
+            .await?
+            .into_iter()
+            .map(|r| RuleSeed {
+                subject_type: r.subject_type,
+                subject_id: r.subject_id,
+                action: r.action,
+                resource_type: r.resource_type,
+                resource_pattern: r.resource_pattern,
+                effect: effect_name(r.effect).into(),
+                priority: r.priority,
+                conditions: r.conditions,
+            })
+            .collect())
+    }
+    async fn insert_rule(&self, rule: &RuleSeed, updated_by: &str) -> Result<()> {
+        let effect = match rule.effect.as_str() {
+            "allow" => Effect::Allow,
+            "deny" => Effect::Deny,
+            other => {
+                return Err(Error::invalid(format!(
+                    "effect '{other}' is not 'allow' or 'deny'"
+                )));
+            }
+        };
+        self.0
+            .create_access_rule(NewAccessRule {
+                subject_type: rule.subject_type.clone(),
+                subject_id: rule.subject_id,
+                action: rule.action.clone(),
+                resource_type: rule.resource_type.clone(),
+                resource_pattern: rule.resource_pattern.clone(),
+                effect,
+                priority: rule.priority,
+                conditions: rule.conditions.clone(),
+                updated_by: Some(updated_by.into()),
+            })
+            .await
+            .map(|_| ())
     }
 }
 
@@ -932,6 +1066,77 @@ preferences:
             .expect("get")
             .expect("present");
         assert_eq!(got.value, json!(1));
+    }
+
+    /// Every section into a real store (memory and SQLite): settings with their audit
+    /// trail, rules in the access-control table, nothing reported as not applied.
+    #[tokio::test]
+    async fn for_store_seeds_every_section_into_memory_and_sqlite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sqlite = cynode_core::store::SqliteStore::open(&dir.path().join("b.db"))
+            .await
+            .expect("sqlite");
+        let stores: Vec<Box<dyn Store>> = vec![Box::new(MemoryStore::new()), Box::new(sqlite)];
+        let f = BootstrapFile::from_yaml(EXAMPLE).expect("parse");
+        for store in &stores {
+            let owned = BootstrapTargets::for_store(store.as_ref());
+            let r = apply(&f, &owned.targets()).await.expect("apply");
+            assert!(r.not_applied.is_empty(), "{:?}", r.not_applied);
+            assert_eq!(r.preferences.inserted.len(), 3);
+            assert_eq!(r.system_settings.inserted.len(), 2);
+            assert_eq!(r.access_control_rules.inserted.len(), 1);
+            let s = store
+                .get_setting("models.cache.max_bytes")
+                .await
+                .expect("setting");
+            assert_eq!(
+                (s.value, s.updated_by.as_deref()),
+                (json!(107_374_182_400_u64), Some(BOOTSTRAP_ACTOR))
+            );
+            let history = store
+                .setting_history("models.cache.max_bytes")
+                .await
+                .expect("history");
+            assert_eq!(history.len(), 1);
+            assert_eq!(history[0].changed_by, BOOTSTRAP_ACTOR);
+            let rules = store
+                .list_access_rules(&AccessRuleFilter::default())
+                .await
+                .expect("rules");
+            assert_eq!(rules.len(), 1);
+            assert_eq!((rules[0].effect, rules[0].priority), (Effect::Allow, 10));
+
+            // Again: nothing written; an admin's edit of a setting survives a changed file.
+            let again = apply(&f, &owned.targets()).await.expect("apply");
+            assert_eq!(
+                again.system_settings.unchanged.len() + again.access_control_rules.unchanged.len(),
+                3
+            );
+            store
+                .put_setting("models.cache.max_bytes", json!(5), Some(1), "admin", None)
+                .await
+                .expect("edit");
+            let changed =
+                BootstrapFile::from_yaml(&EXAMPLE.replace("107374182400", "1")).expect("parse");
+            let r3 = apply(&changed, &owned.targets()).await.expect("apply");
+            assert_eq!(r3.system_settings.kept, ["models.cache.max_bytes"]);
+            assert_eq!(
+                store
+                    .get_setting("models.cache.max_bytes")
+                    .await
+                    .expect("get")
+                    .value,
+                json!(5)
+            );
+            assert_eq!(
+                store
+                    .list_access_rules(&AccessRuleFilter::default())
+                    .await
+                    .expect("rules")
+                    .len(),
+                1
+            );
+        }
     }
 
     #[tokio::test]

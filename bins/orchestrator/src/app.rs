@@ -148,8 +148,8 @@ pub async fn apply_bootstrap(
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the bootstrap file {}", path.display()))?;
     let file = BootstrapFile::from_yaml(&text).with_context(|| format!("in {}", path.display()))?;
-    let targets = BootstrapTargets::new(store.as_ref());
-    let report = bootstrap::apply(&file, &targets)
+    let targets = BootstrapTargets::for_store(store.as_ref());
+    let report = bootstrap::apply(&file, &targets.targets())
         .await
         .context("bootstrap import failed")?;
     for (section, r) in [
@@ -337,6 +337,90 @@ pub fn control_plane_config(
     })
 }
 
+/// The chat surface's model router from `OLLAMA_BASE_URL` (local) and the provider
+/// keys `OPENAI_API_KEY` / `ANTHROPIC_API_KEY` (external, allowed as fallbacks in that
+/// order); `None` when none is configured (chat then says how to configure one).
+pub fn chat_inference(
+    common: &Common,
+    model: &str,
+) -> anyhow::Result<Option<gateway::ChatInference>> {
+    use cynode_egress::crypto::Secret;
+    use cynode_egress::router::{
+        AnthropicConfig, OllamaConfig, OpenAiConfig, ProviderConfig, RouteOptions, Router,
+        RouterConfig, RoutingPrefs, TargetConfig,
+    };
+    let target = |name: &str, provider, default_model: Option<String>| TargetConfig {
+        name: name.into(),
+        provider,
+        default_model,
+        models: Vec::new(),
+        capabilities: Default::default(),
+        pricing: None,
+    };
+    let mut config = RouterConfig::default();
+    let mut secrets = Vec::new();
+    if let Some(url) = common.ollama_base_url.as_deref().filter(|u| !u.is_empty()) {
+        config.local.push(target(
+            "ollama",
+            ProviderConfig::Ollama(OllamaConfig {
+                base_url: Some(url.to_string()),
+                api_key: None,
+            }),
+            Some(model.to_string()),
+        ));
+    }
+    if let Some(key) = common.openai_api_key.as_deref().filter(|k| !k.is_empty()) {
+        secrets.push(key.to_string());
+        config.external.push(target(
+            "openai",
+            ProviderConfig::OpenAi(OpenAiConfig {
+                base_url: common.openai_base_url.clone().filter(|u| !u.is_empty()),
+                api_key: Some(Secret::new(key)),
+                organization: None,
+            }),
+            common.openai_model.clone().filter(|m| !m.is_empty()),
+        ));
+    }
+    if let Some(key) = common
+        .anthropic_api_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+    {
+        secrets.push(key.to_string());
+        config.external.push(target(
+            "anthropic",
+            ProviderConfig::Anthropic(AnthropicConfig {
+                base_url: None,
+                api_key: Some(Secret::new(key)),
+                version: None,
+                default_max_tokens: None,
+            }),
+            common.anthropic_model.clone().filter(|m| !m.is_empty()),
+        ));
+    }
+    if config.local.is_empty() && config.external.is_empty() {
+        return Ok(None);
+    }
+    let external: Vec<String> = config.external.iter().map(|t| t.name.clone()).collect();
+    let router = Router::from_config(&config).context("model endpoint configuration")?;
+    let route = RouteOptions {
+        prefs: RoutingPrefs {
+            prefer_local: true,
+            allowed_external_providers: external.clone(),
+            fallback_provider_order: external,
+            ..RoutingPrefs::default()
+        },
+        ..RouteOptions::default()
+    };
+    let mut inference = gateway::ChatInference::new(Arc::new(router))
+        .pm_route(route.clone())
+        .direct_route(route);
+    for s in secrets {
+        inference = inference.secret(s);
+    }
+    Ok(Some(inference))
+}
+
 /// The gateway's `/readyz` asks the control plane, so both probes always agree.
 struct ControlPlaneReadiness(ControlPlaneState);
 
@@ -347,8 +431,8 @@ impl ReadinessCheck for ControlPlaneReadiness {
     }
 }
 
-/// An inference path that is not a node: a model endpoint configured on the
-/// orchestrator itself (`OLLAMA_BASE_URL`), which chat and prompt tasks use.
+/// An inference path that is not a node: a model endpoint or provider key configured
+/// on the orchestrator itself, which chat uses.
 struct ConfiguredEndpoint;
 
 #[async_trait]
@@ -437,6 +521,10 @@ pub async fn start(
     let (admin_password, admin_password_value) =
         ensure_admin(mode, common, &store, &admin_handle, yaml_password).await?;
     let gw_config = gateway_config(common, &admin_handle)?;
+    gateway::ensure_default_skill(store.as_ref())
+        .await
+        .context("cannot store the default system skill")?;
+    let chat = chat_inference(common, &gw_config.inference_model)?;
 
     // Bind every listener first: a port in use fails the start before anything runs.
     let gw_listener = bind(
@@ -534,11 +622,14 @@ pub async fn start(
     };
 
     let keys = JwtKeys::new(JwtKey::new("k1", jwt.into_bytes()));
-    let gw_state = GatewayState::builder(store.clone(), keys)
+    let mut gw_builder = GatewayState::builder(store.clone(), keys)
         .config(gw_config)
         .dispatcher(task_dispatcher)
-        .readiness_check(Arc::new(ControlPlaneReadiness(cp_state.clone())))
-        .build();
+        .readiness_check(Arc::new(ControlPlaneReadiness(cp_state.clone())));
+    if let Some(c) = chat {
+        gw_builder = gw_builder.inference(c);
+    }
+    let gw_state = gw_builder.build();
 
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();

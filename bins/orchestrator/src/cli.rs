@@ -203,6 +203,26 @@ pub struct Common {
     #[arg(long, env = "OLLAMA_BASE_URL", global = true)]
     pub ollama_base_url: Option<String>,
 
+    /// OpenAI API key: chat may use OpenAI when no local model can answer.
+    #[arg(long, env = "OPENAI_API_KEY", global = true, hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+
+    /// OpenAI-compatible base URL for that key (default https://api.openai.com/v1).
+    #[arg(long, env = "OPENAI_BASE_URL", global = true)]
+    pub openai_base_url: Option<String>,
+
+    /// Model used on OpenAI when a request names one it does not serve.
+    #[arg(long, env = "OPENAI_MODEL", global = true)]
+    pub openai_model: Option<String>,
+
+    /// Anthropic API key: chat may use Anthropic when no local model can answer.
+    #[arg(long, env = "ANTHROPIC_API_KEY", global = true, hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+
+    /// Model used on Anthropic when a request names one it does not serve.
+    #[arg(long, env = "ANTHROPIC_MODEL", global = true)]
+    pub anthropic_model: Option<String>,
+
     /// Control plane listen address (`:12082`; dev: 127.0.0.1:12082).
     #[arg(long, env = "CONTROL_PLANE_LISTEN_ADDR", global = true)]
     pub control_plane_listen: Option<String>,

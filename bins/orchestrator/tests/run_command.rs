@@ -221,6 +221,58 @@ async fn login(http: &reqwest::Client, gw: &str, password: &str) -> String {
         .to_string()
 }
 
+/// The `cynork` binary of this build, when it was built (the workspace build builds
+/// it; `cargo test -p cynode-orchestrator` alone may not).
+fn cynork() -> Option<PathBuf> {
+    let p = bin_dir().join("cynork");
+    if p.is_file() {
+        return Some(p);
+    }
+    if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+        panic!(
+            "{} is missing: build the workspace (cargo build) before this test",
+            p.display()
+        );
+    }
+    eprintln!("skipped the cynork steps: {} not built", p.display());
+    None
+}
+
+/// Runs cynork against `gw` with its own config file; returns (exit code, stdout, stderr).
+fn run_cynork(
+    bin: &Path,
+    config: &Path,
+    gw: &str,
+    args: &[&str],
+    stdin: &str,
+) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("CYNORK_GATEWAY_URL", gw)
+        .env_remove("CYNORK_TOKEN")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cynork");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("cynork output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The exact `/readyz` body while no inference path exists (user-api §3).
 const NO_INFERENCE: &str = "no inference path available (no dispatchable nodes; register and configure a worker node or configure external provider keys)";
 
@@ -322,6 +374,19 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
         .expect("task body");
     let task_id = created["id"].as_str().expect("task id").to_string();
 
+    // Chat without a model: a clear answer saying how to configure one.
+    let chat = http
+        .post(format!("{gw}/v1/chat/completions"))
+        .bearer_auth(&token)
+        .json(&json!({"model": "cynodeai.pm", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("chat");
+    assert_eq!(chat.status(), 503);
+    let body: Value = chat.json().await.expect("chat error body");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("OLLAMA_BASE_URL"), "{body}");
+
     let (status, log) = stack.interrupt().await;
     assert!(
         status.success(),
@@ -392,6 +457,62 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
     let doc: Value = serde_json::from_str(result["jobs"][0]["result"].as_str().expect("result"))
         .expect("result document");
     assert_eq!(doc["stdout"], "kept\n");
+
+    // Chat through the configured endpoint.
+    let chat: Value = http
+        .post(format!("{gw}/v1/chat/completions"))
+        .bearer_auth(&token)
+        .json(&json!({"model": "cynodeai.pm", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("chat")
+        .json()
+        .await
+        .expect("chat body");
+    let answer = chat["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!answer.is_empty(), "a completion: {chat}");
+
+    // The CLI, as the README shows it.
+    if let Some(bin) = cynork() {
+        let cfg = tmp.path().join("cynork.yaml");
+        let (code, _, err) = run_cynork(
+            &bin,
+            &cfg,
+            &gw,
+            &["auth", "login", "-u", "admin", "--password-stdin"],
+            &format!("{password}\n"),
+        );
+        assert_eq!(code, 0, "cynork auth login: {err}");
+        let (code, out, err) = run_cynork(&bin, &cfg, &gw, &["status"], "");
+        assert_eq!(code, 0, "cynork status: {out}{err}");
+        let (code, out, err) = run_cynork(
+            &bin,
+            &cfg,
+            &gw,
+            &[
+                "task",
+                "create",
+                "--command",
+                "echo from cynork",
+                "--name",
+                "via-cynork",
+                "--result",
+                "-o",
+                "json",
+            ],
+            "",
+        );
+        assert_eq!(code, 0, "cynork task create --result: {out}{err}");
+        assert!(
+            out.contains("from cynork"),
+            "the task's output is printed: {out}"
+        );
+        let (code, out, err) = run_cynork(&bin, &cfg, &gw, &["chat", "-m", "hello", "--plain"], "");
+        assert_eq!(code, 0, "cynork chat: {out}{err}");
+        assert!(!out.trim().is_empty(), "cynork chat prints the answer");
+    }
 
     let (status, log) = stack.interrupt().await;
     assert!(status.success(), "second stop: {status:?}\n{log}");
