@@ -442,8 +442,38 @@ impl ExternalInference for ConfiguredEndpoint {
     }
 }
 
-/// The API egress service's state (stub mode: provider allow-list, no credentials).
-fn egress_state(mode: Mode, common: &Common) -> anyhow::Result<cynode_egress::api::EgressState> {
+/// The credential master key: from `CYNODE_CREDENTIAL_KEY`, or in dev mode generated
+/// once and kept in `<data-dir>/secrets/credential-key`; `None` in `serve` without it.
+pub fn credential_key(mode: Mode, common: &Common) -> anyhow::Result<Option<String>> {
+    match (
+        common.credential_key.clone().filter(|k| !k.is_empty()),
+        mode,
+    ) {
+        (Some(k), _) => Ok(Some(k)),
+        (None, Mode::Serve) => Ok(None),
+        (None, Mode::Dev) => {
+            let path = common.data_dir.join("secrets").join("credential-key");
+            let key = secrets::load_or_create(&path, || {
+                cynode_egress::crypto::CredentialCipher::generate_key()
+                    .expose()
+                    .to_string()
+            })?;
+            Ok(Some(key.value))
+        }
+    }
+}
+
+/// The API egress service: policy mode on the store (access-control rules, encrypted
+/// credentials, audit rows) when a credential key is configured; otherwise stub mode
+/// (the `API_EGRESS_ALLOWED` allow-list, no credentials).
+fn egress_state(
+    mode: Mode,
+    common: &Common,
+    store: &Arc<dyn Store>,
+) -> anyhow::Result<cynode_egress::api::EgressState> {
+    use cynode_egress::api::{EgressConfig, EgressState, PolicyDeps};
+    use cynode_egress::crypto::{CredentialCipher, CryptoConfig, KeyConfig, Secret};
+    use cynode_egress::router::{AnthropicConfig, OpenAiConfig, ProviderConfig};
     let bearer = common.egress_bearer_token.clone().filter(|t| !t.is_empty());
     if bearer.is_none() && mode == Mode::Serve {
         bail!(
@@ -451,17 +481,56 @@ fn egress_state(mode: Mode, common: &Common) -> anyhow::Result<cynode_egress::ap
              Set a random token (or API_EGRESS_DISABLED=true)"
         );
     }
-    let config = cynode_egress::api::EgressConfig {
-        bearer_token: bearer.map(cynode_egress::crypto::Secret::new),
+    let mut config = EgressConfig {
+        bearer_token: bearer.map(Secret::new),
         allowed: common
             .egress_allowed
             .split(',')
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
             .collect(),
-        ..cynode_egress::api::EgressConfig::default()
+        ..EgressConfig::default()
     };
-    cynode_egress::api::EgressState::stub(&config).context("API egress configuration")
+    // Endpoints of the providers it can call; keys come from the credential store.
+    config.providers.insert(
+        "openai".into(),
+        ProviderConfig::OpenAi(OpenAiConfig {
+            base_url: common.openai_base_url.clone().filter(|u| !u.is_empty()),
+            ..OpenAiConfig::default()
+        }),
+    );
+    config.providers.insert(
+        "anthropic".into(),
+        ProviderConfig::Anthropic(AnthropicConfig {
+            base_url: None,
+            api_key: None,
+            version: None,
+            default_max_tokens: None,
+        }),
+    );
+    match credential_key(mode, common)? {
+        Some(key) => {
+            let cipher = CredentialCipher::from_config(&CryptoConfig {
+                active_kid: "k1".into(),
+                keys: vec![KeyConfig {
+                    kid: "k1".into(),
+                    key: Secret::new(key),
+                }],
+            })
+            .map_err(|e| {
+                anyhow::anyhow!("CYNODE_CREDENTIAL_KEY: {e} (expected 32 random bytes, base64)")
+            })?;
+            let deps = PolicyDeps::from_store(store.clone(), Arc::new(cipher));
+            EgressState::policy(&config, deps).context("API egress configuration")
+        }
+        None => {
+            tracing::warn!(
+                "CYNODE_CREDENTIAL_KEY is not set: the API egress service runs in stub mode \
+                 (API_EGRESS_ALLOWED allow-list, no stored credentials)"
+            );
+            EgressState::stub(&config).context("API egress configuration")
+        }
+    }
 }
 
 /// Binds `addr`, naming the service and the variable to change in the error.
@@ -659,7 +728,9 @@ pub async fn start(
     let egress_addr = match egress_listener {
         Some(listener) => {
             let bound = listener.local_addr()?;
-            let app = cynode_egress::api::router(egress_state(mode, common)?);
+            let state = egress_state(mode, common, &store)?;
+            tracing::info!(mode = state.mode_name(), "API egress service mode");
+            let app = cynode_egress::api::router(state);
             serve(
                 &mut tasks,
                 "API egress service",

@@ -162,7 +162,18 @@ pub struct Common {
     )]
     pub egress_bearer_token: Option<String>,
 
-    /// Providers the API egress service may call (comma-separated).
+    /// Master key for stored provider credentials (32 random bytes, base64, e.g.
+    /// `head -c 32 /dev/urandom | base64`). Set, the API egress service runs in policy
+    /// mode (access rules, encrypted credentials, audit); `dev` generates one.
+    #[arg(
+        long,
+        env = "CYNODE_CREDENTIAL_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub credential_key: Option<String>,
+
+    /// Providers the API egress service may call in stub mode (comma-separated).
     #[arg(
         long,
         env = "API_EGRESS_ALLOWED",

@@ -10,7 +10,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use cynode_core::model::Scope;
-use cynode_core::store::{PgStore, PreferenceStore, UserStore};
+use cynode_core::store::{
+    AccessControlStore, AccessRuleFilter, PgStore, PreferenceStore, SettingStore, UserStore,
+};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -212,11 +214,14 @@ async fn serve_on_postgresql_with_a_bootstrap_file_stops_on_sigterm() {
         "version: 1\n\
          preferences:\n  - {key: language.preferred, value: en, value_type: string}\n  \
          - {key: bad.one, value: x, value_type: number}\n\
+         system_settings:\n  - {key: models.cache.max_bytes, value: 1024, value_type: number}\n\
+         access_control_rules:\n  - {subject_type: system, action: api.call, resource_type: api.provider_operation, resource_pattern: openai/chat, effect: allow}\n\
          admin_user: {handle: operator, password_env: OPERATOR_PASSWORD}\n",
     )
     .expect("write");
     let gw_port = free_port();
     let gw = format!("http://127.0.0.1:{gw_port}");
+    let egress_port = free_port();
     let mut cmd = orchestrator(tmp.path());
     cmd.args(["serve", "--log-format", "json"])
         .env("DATABASE_URL", &url)
@@ -227,7 +232,11 @@ async fn serve_on_postgresql_with_a_bootstrap_file_stops_on_sigterm() {
         .env("BOOTSTRAP_YAML_PATH", &yaml)
         .env("USER_GATEWAY_LISTEN_ADDR", format!("127.0.0.1:{gw_port}"))
         .env("CONTROL_PLANE_LISTEN_ADDR", "127.0.0.1:0")
-        .env("API_EGRESS_LISTEN_ADDR", "127.0.0.1:0")
+        .env("API_EGRESS_LISTEN_ADDR", format!("127.0.0.1:{egress_port}"))
+        .env(
+            "CYNODE_CREDENTIAL_KEY",
+            "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = tokio::process::Command::from(cmd)
@@ -244,7 +253,9 @@ async fn serve_on_postgresql_with_a_bootstrap_file_stops_on_sigterm() {
     });
     let mut log = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let mut gateway_up = false;
+    let mut egress_up = false;
+    while !(gateway_up && egress_up) {
         let l = tokio::time::timeout_at(deadline, rx.recv())
             .await
             .unwrap_or_else(|_| {
@@ -254,11 +265,9 @@ async fn serve_on_postgresql_with_a_bootstrap_file_stops_on_sigterm() {
                 )
             })
             .unwrap_or_else(|| panic!("serve exited early:\n{}", log.join("\n")));
-        let done = l.contains("user gateway listening");
+        gateway_up |= l.contains("user gateway listening");
+        egress_up |= l.contains("API egress service listening");
         log.push(l);
-        if done {
-            break;
-        }
     }
     // JSON logs: one object per line.
     for l in &log {
@@ -275,7 +284,24 @@ async fn serve_on_postgresql_with_a_bootstrap_file_stops_on_sigterm() {
         log.join("\n")
     );
 
+    assert!(
+        log.iter()
+            .any(|l| l.contains("API egress service mode") && l.contains("\"mode\":\"policy\"")),
+        "with a credential key the API egress service runs in policy mode:\n{}",
+        log.join("\n")
+    );
     let http = reqwest::Client::new();
+    let call = http
+        .post(format!("http://127.0.0.1:{egress_port}/v1/call"))
+        .json(&json!({"provider": "openai", "operation": "chat", "params": {}}))
+        .send()
+        .await
+        .expect("egress call");
+    assert_eq!(
+        call.status(),
+        401,
+        "the API egress service wants its bearer token"
+    );
     let ready = http
         .get(format!("{gw}/readyz"))
         .send()
