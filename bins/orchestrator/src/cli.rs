@@ -33,7 +33,9 @@ Examples:
   # Production: PostgreSQL + pgvector, secrets from the environment
   export DATABASE_URL=postgres://cynode:secret@db:5432/cynodeai
   export JWT_SECRET=$(head -c 32 /dev/urandom | base64)
-  export BOOTSTRAP_ADMIN_PASSWORD=...  NODE_REGISTRATION_PSK=...  WORKER_API_BEARER_TOKEN=...
+  export BOOTSTRAP_ADMIN_PASSWORD=...  NODE_REGISTRATION_PSK=...  API_EGRESS_BEARER_TOKEN=...
+  export CYNODE_CREDENTIAL_KEY=$(head -c 32 /dev/urandom | base64)
+  export ORCHESTRATOR_PUBLIC_URL=http://orchestrator.example:12082
   cynode-orchestrator serve
 
   # Apply the database migrations and exit (e.g. before a rolling upgrade)

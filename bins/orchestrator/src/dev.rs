@@ -2,9 +2,8 @@
 //! one in-process worker on the local Podman socket, generated secrets, a banner with
 //! the URLs and the admin account, and a demo task whose result is printed.
 
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cynode_sandbox::node::{
@@ -55,7 +54,7 @@ pub async fn run(common: &Common, args: &DevArgs) -> anyhow::Result<()> {
         let _ = running.stop(None).await;
         return Err(e);
     }
-    print_banner(&running, args, &worker_url);
+    print_banner(&running, common, args, &worker_url);
     if !args.no_demo {
         let demo = demo_task(&running);
         tokio::select! {
@@ -167,7 +166,7 @@ async fn start_worker(r: &mut Running, common: &Common, args: &DevArgs) -> anyho
     Ok(worker_url)
 }
 
-fn print_banner(r: &Running, args: &DevArgs, worker_url: &str) {
+fn print_banner(r: &Running, common: &Common, args: &DevArgs, worker_url: &str) {
     let gw = format!("http://{}", r.gateway_addr);
     println!();
     println!("CyNodeAI dev stack is up");
@@ -181,6 +180,31 @@ fn print_banner(r: &Running, args: &DevArgs, worker_url: &str) {
         args.node_slug, args.container_host
     );
     println!("  sandbox image   {}", args.sandbox_image);
+    let mut models = Vec::new();
+    if let Some(u) = common.ollama_base_url.as_deref().filter(|u| !u.is_empty()) {
+        models.push(format!("Ollama-compatible at {u}"));
+    }
+    if common
+        .openai_api_key
+        .as_deref()
+        .is_some_and(|k| !k.is_empty())
+    {
+        models.push("OpenAI".to_string());
+    }
+    if common
+        .anthropic_api_key
+        .as_deref()
+        .is_some_and(|k| !k.is_empty())
+    {
+        models.push("Anthropic".to_string());
+    }
+    if models.is_empty() {
+        println!(
+            "  models          none configured: set OLLAMA_BASE_URL (or OPENAI_API_KEY / ANTHROPIC_API_KEY) for chat"
+        );
+    } else {
+        println!("  models          {}", models.join(", "));
+    }
     println!("  admin user      {}", r.admin_handle);
     match &r.admin_password {
         AdminPassword::Generated(p) => {
