@@ -376,19 +376,17 @@ fn transport_error(e: reqwest::Error, timeout: Duration) -> WorkerApiError {
     }
 }
 
-/// An error and its causes on one line (reqwest's own text hides the cause).
+/// The innermost cause of an error, which names what actually happened ("Connection
+/// refused (os error 111)", "connection closed before message completed"); reqwest's own
+/// text only says that sending failed.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+    let mut text = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
+        text = c.to_string();
         cur = c.source();
     }
-    s
+    text
 }
 
 /// The `detail` of a problem+json body, or its first line, at most 500 characters.
@@ -490,6 +488,31 @@ mod tests {
         };
         assert!(!to.is_retryable());
         assert_eq!(to.to_string(), "no answer from the worker within 62s");
+    }
+
+    #[test]
+    fn the_innermost_cause_is_reported() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "error sending request",
+            Some(Box::new(E(
+                "client error (Connect)",
+                Some(Box::new(E("Connection refused (os error 111)", None))),
+            ))),
+        );
+        assert_eq!(chain(&e), "Connection refused (os error 111)");
+        assert_eq!(chain(&E("alone", None)), "alone");
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! files. PostgreSQL (needs `CYNODE_TEST_PG_URL`; a fresh database, dropped afterwards):
 //! the row as stored, searched as bytes and as text.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -150,41 +152,13 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
     assert!(scanned > 0);
 }
 
-/// Reads `CYNODE_TEST_PG_URL`: missing fails under `CYNODE_REQUIRE_SERVICES=1`, else skips.
-fn pg_url() -> Option<String> {
-    match std::env::var("CYNODE_TEST_PG_URL") {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("CYNODE_TEST_PG_URL is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: CYNODE_TEST_PG_URL not set");
-            None
-        }
-    }
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host}/{db}?{q}"),
-        None => format!("{host}/{db}"),
-    }
-}
-
 #[tokio::test]
 async fn postgres_holds_only_ciphertext() {
     use sqlx::{Connection, Row};
 
-    let Some(admin_url) = pg_url() else { return };
+    let Some(admin_url) = common::service_var("CYNODE_TEST_PG_URL") else {
+        return;
+    };
     let db = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
     // The name is generated from a UUID above: safe to splice.
@@ -192,7 +166,7 @@ async fn postgres_holds_only_ciphertext() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let url = with_database(&admin_url, &db);
+    let url = common::with_database(&admin_url, &db);
 
     let result = async {
         let store: Arc<dyn Store> =

@@ -706,3 +706,68 @@ on_every_backend!(
     bad_bodies_unimplemented_operations_and_upstream_failures,
     the_router_reaches_external_providers_through_egress_without_a_key,
 );
+
+/// §1.4/§1.5 when the database fails: the SQLite store is closed under the running
+/// service, so the task lookup fails (`failed to resolve task`) and so does the audit
+/// write, which is logged and does not change the answer.
+#[tokio::test]
+async fn a_failing_database_denies_with_the_contract_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(
+        cynode_core::store::SqliteStore::open(&dir.path().join("egress.db"))
+            .await
+            .unwrap(),
+    );
+    let store: Arc<dyn Store> = sqlite.clone();
+    let user = store
+        .create_user(NewUser {
+            handle: "frank".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let task = store
+        .create_task(NewTask {
+            created_by: Some(user.id),
+            name: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+        .create_access_rule(api_call_rule(
+            user.id.as_uuid(),
+            "openai/chat",
+            Effect::Allow,
+        ))
+        .await
+        .unwrap();
+    let config: EgressConfig =
+        serde_json::from_value(json!({"bearer_token": SERVICE_BEARER})).unwrap();
+    let cipher = Arc::new(CredentialCipher::single("k1", &[9u8; 32]));
+    let state = EgressState::policy(&config, PolicyDeps::from_store(store, cipher)).unwrap();
+    let addr = serve(router(state)).await;
+    let body = json!({"provider": "openai", "operation": "chat", "task_id": task.id.to_string()});
+    let post = || {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/call"))
+            .bearer_auth(SERVICE_BEARER)
+            .json(&body)
+            .send()
+    };
+    // With the database up, the next step is the credential check.
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        detail(&r.text().await.unwrap()),
+        "no active credential for provider"
+    );
+
+    sqlite.close().await;
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap(),
+        json!({"title": "Forbidden", "status": 403, "detail": "failed to resolve task"})
+    );
+}

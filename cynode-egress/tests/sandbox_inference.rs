@@ -31,10 +31,7 @@ use cynode_egress::{
         Decision, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey, NewCredential,
         PolicyDeps, api_call_rule, router as egress_router, store_credential,
     },
-    router::{
-        EgressProviderConfig, HttpClient, OllamaConfig, ProviderConfig, RouteOptions, Router,
-        RoutingPrefs, TargetOptions, inference_router,
-    },
+    router::{JobInference, inference_router},
 };
 use cynode_sandbox::{
     DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceAccess, InferenceConfig, InputFile,
@@ -224,44 +221,15 @@ async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_see
 
     // Worker side: this job's router (local Ollama + external provider via egress,
     // holding only the job token) behind the inference front the sandbox proxy uses.
-    let http = HttpClient::with_defaults().unwrap();
-    let local = ProviderConfig::Ollama(
-        serde_json::from_value::<OllamaConfig>(json!({"base_url": ollama.base_url()})).unwrap(),
-    )
-    .build("node-ollama", &http)
+    let job_inference: JobInference = serde_json::from_value(json!({
+        "ollama_url": ollama.base_url(),
+        "local_models": ["tiny"],
+        "api_egress_url": egress_url,
+        "token": job_token.expose(),
+        "external": [{"provider": "openai", "models": ["gpt-4o-mini"]}]
+    }))
     .unwrap();
-    let external = ProviderConfig::Egress(EgressProviderConfig {
-        base_url: egress_url,
-        provider: "openai".into(),
-        token: job_token.clone(),
-        task_id: None,
-    })
-    .build("openai", &http)
-    .unwrap();
-    let router = Router::builder()
-        .local(
-            local,
-            TargetOptions {
-                models: vec!["tiny".into()],
-                ..Default::default()
-            },
-        )
-        .external(
-            external,
-            TargetOptions {
-                models: vec!["gpt-4o-mini".into()],
-                ..Default::default()
-            },
-        )
-        .build()
-        .unwrap();
-    let opts = RouteOptions {
-        prefs: RoutingPrefs {
-            allowed_external_providers: vec!["openai".into()],
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let (router, opts) = job_inference.build().unwrap();
     let front = serve(inference_router(Arc::new(router), opts)).await;
 
     let mounts = tempfile::Builder::new()

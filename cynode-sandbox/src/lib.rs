@@ -30,6 +30,9 @@
 //!   same trait without touching callers.
 //! - [`InferenceProxy`] is the Unix-socket proxy that lets a sandbox reach the node's
 //!   Ollama API, and nothing else.
+//! - [`node`] is the worker node built on the driver: the Worker API router
+//!   ([`node::worker_api_router`]) and the [`node::NodeManager`] that registers the node
+//!   with the orchestrator's control plane and keeps it configured.
 //!
 //! The library reads no environment variables; configuration is [`DriverConfig`] and
 //! [`DockerConfig`].

@@ -109,6 +109,7 @@ fn manager_config(
 ) -> NodeManagerConfig {
     let mut c = NodeManagerConfig::new(format!("http://{cp}"), PSK, slug, w.base.clone());
     c.docker = DockerConfig::new(&env.docker_host);
+    c.runtime_check_image = Some(env.image.clone());
     c.labels = vec!["region_test".into()];
     c.sandbox_only = true;
     c.report_interval = Duration::from_millis(300);
@@ -338,6 +339,21 @@ async fn wrong_psk_or_absent_control_plane_is_fatal_at_start() {
         other => panic!("{other:?}"),
     }
     assert!(store.get_node_by_slug("node-m3").await.is_err());
+    cp.stop().await;
+
+    // A node that cannot run a container never registers.
+    let cp = ControlPlane::start(cp_addr, store.clone(), "secret-a", 3600).await;
+    let mut c = manager_config(&env, cp_addr, &w, "node-m5");
+    c.runtime_check_image = Some("localhost/cynode-no-such-image:never".into());
+    let outcome = NodeManager::new(c, w.api.clone())
+        .unwrap()
+        .run(std::future::pending())
+        .await;
+    assert!(
+        matches!(&outcome, ShutdownOutcome::Failed(m) if m.contains("runtime check failed")),
+        "{outcome:?}"
+    );
+    assert!(store.get_node_by_slug("node-m5").await.is_err());
     cp.stop().await;
 
     let mut c = manager_config(&env, free_addr().await, &w, "node-m4");

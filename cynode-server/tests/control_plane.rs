@@ -676,6 +676,14 @@ async fn heartbeat(store: Arc<dyn Store>) {
     h.post("/v1/nodes/capability", None, &report("node-01"))
         .await
         .problem(401, "Missing authorization header");
+    let big = with(
+        report("node-01"),
+        &["pad"],
+        json!("x".repeat(1024 * 1024 + 1)),
+    );
+    let r = h.post("/v1/nodes/capability", Some(&jwt), &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(r.content_type, "application/problem+json");
     h.post(
         "/v1/nodes/capability",
         Some(&jwt),
@@ -895,6 +903,37 @@ async fn probes_and_plumbing(store: Arc<dyn Store>) {
     let r = h.get("/readyz", None).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.text(), NOT_READY_NO_INFERENCE);
+    // The user gateway's /readyz answers the same through the readiness hook.
+    let gateway = cynode_server::gateway::router(
+        cynode_server::gateway::GatewayState::builder(
+            h.store().clone(),
+            JwtKeys::new(JwtKey::new("g", b"gateway".to_vec())),
+        )
+        .readiness_check(Arc::new(h.state.clone()))
+        .build(),
+    );
+    let gw_readyz = || async {
+        let res = gateway
+            .clone()
+            .oneshot(
+                Request::builder()
+                    .uri("/readyz")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+            .expect("infallible");
+        let status = res.status();
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    };
+    assert_eq!(
+        gw_readyz().await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            NOT_READY_NO_INFERENCE.to_string()
+        )
+    );
     // A sandbox-only node is dispatchable but no inference path.
     h.onboard(&with(
         report("sb"),
@@ -906,6 +945,7 @@ async fn probes_and_plumbing(store: Arc<dyn Store>) {
     h.onboard(&report("inf")).await;
     let r = h.get("/readyz", None).await;
     assert_eq!((r.status, r.text().as_str()), (StatusCode::OK, "ready"));
+    assert_eq!(gw_readyz().await, (StatusCode::OK, "ready".to_string()));
     assert_eq!(h.get("/v1/nope", None).await.status, StatusCode::NOT_FOUND);
     assert_eq!(
         h.get("/v1/nodes/register", None).await.status,
@@ -917,6 +957,80 @@ async fn probes_and_plumbing(store: Arc<dyn Store>) {
             .status,
         StatusCode::METHOD_NOT_ALLOWED
     );
+}
+
+/// PMA desired state goes only into the chosen host's configuration, once that host
+/// is dispatchable; a sandbox-only node never hosts it; the label wins over slug
+/// order; the agent token is stable and distinct from the Worker API token.
+async fn pma_placement(store: Arc<dyn Store>) {
+    let h = H::with(
+        store,
+        ControlPlaneConfig {
+            pma: Some(cynode_server::control_plane::PmaConfig {
+                image: "localhost/pma:test".into(),
+                ..Default::default()
+            }),
+            ..config()
+        },
+    );
+    let services = |v: &Value| {
+        v["managed_services"]["services"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    // A sandbox-only node, even with the preferred label, is never the host.
+    let (_, sb_jwt, sb_cfg) = h
+        .onboard(&with(
+            report("a-sandbox"),
+            &["node", "labels"],
+            json!(["sandbox_only", "orchestrator_host"]),
+        ))
+        .await;
+    assert!(services(&sb_cfg).is_empty());
+    // The first fetch happens before the ack: not dispatchable yet, no PMA.
+    let (_, b_jwt, b_cfg) = h.onboard(&report("b-node")).await;
+    assert!(services(&b_cfg).is_empty());
+    let b_cfg2 = h.get("/v1/nodes/config", Some(&b_jwt)).await.json();
+    let svcs = services(&b_cfg2);
+    assert_eq!(svcs.len(), 1, "{b_cfg2}");
+    let pma = &svcs[0];
+    assert_eq!(pma["service_id"], "pma-main");
+    assert_eq!(pma["service_type"], "pma");
+    assert_eq!(pma["image"], "localhost/pma:test");
+    assert_eq!(
+        pma["healthcheck"],
+        json!({"path": "/healthz", "expected_status": 200})
+    );
+    assert_eq!(pma["inference"]["mode"], "node_local");
+    assert_eq!(
+        pma["inference"]["default_model"],
+        b_cfg2["inference_backend"]["selected_model"]
+    );
+    let token = pma["orchestrator"]["agent_token"]
+        .as_str()
+        .expect("agent token")
+        .to_string();
+    assert_ne!(token, "worker-token-1");
+    assert!(b_cfg2["config_version"].as_str() > b_cfg["config_version"].as_str());
+    let again = h.get("/v1/nodes/config", Some(&b_jwt)).await.json();
+    assert_eq!(again["config_version"], b_cfg2["config_version"], "stable");
+    assert_eq!(
+        services(&again)[0]["orchestrator"]["agent_token"],
+        token.as_str()
+    );
+    assert!(services(&h.get("/v1/nodes/config", Some(&sb_jwt)).await.json()).is_empty());
+    // A dispatchable node with the preferred label takes over.
+    let (_, z_jwt, _) = h
+        .onboard(&with(
+            report("z-host"),
+            &["node", "labels"],
+            json!(["orchestrator_host"]),
+        ))
+        .await;
+    let z = h.get("/v1/nodes/config", Some(&z_jwt)).await.json();
+    assert_eq!(services(&z).len(), 1);
+    assert!(services(&h.get("/v1/nodes/config", Some(&b_jwt)).await.json()).is_empty());
 }
 
 macro_rules! cases {
@@ -961,6 +1075,7 @@ cases!(
     config_versions,
     target_override,
     probes_and_plumbing,
+    pma_placement,
 );
 
 // ------------------------------------------------------------------ real socket
@@ -975,15 +1090,18 @@ async fn client_against_real_socket() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let store = sqlite().await;
-    let state = ControlPlaneState::new(
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let state = ControlPlaneState::builder(
         store.clone(),
         ControlPlaneConfig {
             public_url: format!("http://{addr}"),
-            node_token_ttl_secs: 1,
+            node_token_ttl_secs: 60,
             readiness_requires_pma: false,
             ..config()
         },
-    );
+    )
+    .clock(clock.clone())
+    .build();
     let server = tokio::spawn(async move {
         axum::serve(listener, router(state)).await.expect("serve");
     });
@@ -1046,8 +1164,8 @@ async fn client_against_real_socket() {
     assert_eq!(bad.status(), Some(409));
     assert!(!bad.is_retryable());
 
-    // The 1 s token expires; the node sees a 401 and re-registers.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // The token expires; the node sees a 401 and re-registers.
+    clock.advance(Duration::from_secs(61));
     let err = cp.report_capability(&jwt, &rep).await.expect_err("expired");
     assert!(err.is_unauthorized(), "{err}");
     let boot2 = cp

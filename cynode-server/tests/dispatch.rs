@@ -268,7 +268,7 @@ async fn a_worker_that_is_down_is_retried_and_the_job_runs_once_when_it_is_back(
     })
     .await;
     assert!(
-        reason.contains("node node-a: cannot reach the worker"),
+        reason.starts_with("retrying (attempt 2 of 50 next): node node-a: cannot reach the worker: Connection refused"),
         "{reason}"
     );
 

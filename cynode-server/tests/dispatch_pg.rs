@@ -127,7 +127,41 @@ async fn a_task_runs_end_to_end_on_postgres() {
     assert_eq!(done.status, JobStatus::Completed);
     assert_eq!(result_of(&done)["stdout"], "hello\n");
     wait_task(&store, task.id, "completed").await;
-    h.shutdown().await;
+
+    // Cancel reaches the holder through the queue: the call is dropped.
+    let (t2, j2) = dispatch_support::task(&store, &u, shell("sleep 300")).await;
+    d.task_created(&t2, &j2).await.expect("enqueue");
+    eventually("the job running", || async {
+        (w.active() == 1).then_some(())
+    })
+    .await;
+    let t2 = store
+        .set_task_status(t2.id, cynode_core::model::TaskStatus::Canceled)
+        .await
+        .expect("cancel task");
+    store
+        .update_job(
+            j2.id,
+            cynode_core::model::JobUpdate {
+                status: Some(JobStatus::Canceled),
+                lease: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("cancel job");
+    d.task_canceled(&t2, &[j2.id]).await.expect("cancel");
+    eventually("the node to see the call dropped", || async {
+        (w.dropped() == vec![j2.id.to_string()]).then_some(())
+    })
+    .await;
+    w.release_all();
+    let s = h.shutdown().await;
+    assert_eq!(s.completed, 1);
+    assert_eq!(
+        store.get_job(j2.id).await.expect("job").status,
+        JobStatus::Canceled
+    );
     db.drop_db().await;
 }
 

@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use cynode_sandbox::node::{
     NodeManager, NodeManagerConfig, ShutdownOutcome, Telemetry, WorkerApiConfig, WorkerApiState,
     capability, worker_api_router,
 };
 use cynode_sandbox::{
-    DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceConfig, PullPolicy, RunAs,
+    DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceConfig, InferenceProxy, ModelPolicy,
+    PullPolicy, RunAs,
 };
 
 /// A CyNodeAI worker node: runs jobs from the orchestrator in sandboxes.
@@ -32,8 +33,8 @@ use cynode_sandbox::{
 /// the Worker API on LISTEN_ADDR (default :12090) and sends a heartbeat every
 /// CAPABILITY_REPORT_INTERVAL. On SIGTERM or SIGINT it stops taking jobs, lets running
 /// ones finish for --drain-grace, cancels the rest and exits 0 (1 if a job would not
-/// stop). With --standalone it serves the Worker API alone, with the token from
-/// WORKER_API_BEARER_TOKEN, and registers nowhere.
+/// stop). With --standalone (or WORKER_API_BEARER_TOKEN set and no PSK) it serves the
+/// Worker API alone, with that token, and registers nowhere.
 #[derive(Debug, Parser)]
 #[command(
     name = "cynode-worker",
@@ -43,6 +44,9 @@ use cynode_sandbox::{
     verbatim_doc_comment
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Control-plane base URL.
     #[arg(
         long,
@@ -106,8 +110,9 @@ struct Args {
     #[arg(long, env = "SANDBOX_MAX_CONCURRENCY", default_value_t = 4)]
     max_concurrency: usize,
 
-    /// State directory [default: WORKER_API_STATE_DIR, then CYNODE_STATE_DIR, then
-    /// /var/lib/cynode/state].
+    /// State directory: sandbox job directories and the telemetry database
+    /// (telemetry/telemetry.db). Each node on a host needs its own [default:
+    /// WORKER_API_STATE_DIR, then CYNODE_STATE_DIR, then /var/lib/cynode/state].
     #[arg(long)]
     state_dir: Option<PathBuf>,
 
@@ -151,13 +156,44 @@ struct Args {
     #[arg(long, env = "NODE_DRAIN_GRACE", default_value = "10s", value_parser = parse_duration)]
     drain_grace: Duration,
 
-    /// Serve the Worker API only, with WORKER_API_BEARER_TOKEN; register nowhere.
+    /// Image of the start-up check that runs a no-op container [default: the sandbox
+    /// default image].
+    #[arg(long, env = "NODE_MANAGER_RUNTIME_CHECK_IMAGE")]
+    runtime_check_image: Option<String>,
+
+    /// Skip the start-up container check.
+    #[arg(long, env = "NODE_MANAGER_SKIP_CONTAINER_CHECK")]
+    skip_container_check: bool,
+
+    /// Serve the Worker API only, with WORKER_API_BEARER_TOKEN; register nowhere
+    /// (implied when WORKER_API_BEARER_TOKEN is set and NODE_REGISTRATION_PSK is not).
     #[arg(long, env = "WORKER_STANDALONE")]
     standalone: bool,
 
     /// Bearer token of the Worker API in --standalone mode.
     #[arg(long, env = "WORKER_API_BEARER_TOKEN", hide_env_values = true)]
     worker_api_token: Option<String>,
+
+    /// Print, on one line, the runtime arguments of an agent (SBA runner) sandbox with
+    /// inference and exit: network none, the inference socket directory mounted at
+    /// /run/cynode and INFERENCE_PROXY_URL pointing at it (the proxy runs in this
+    /// process, not in a sidecar).
+    #[arg(long)]
+    print_sba_pod_run_args: bool,
+
+    /// Runner image of --print-sba-pod-run-args.
+    #[arg(long, default_value = "cynodeai-cynode-sba:dev")]
+    sba_image: String,
+
+    /// Accepted for compatibility with --print-sba-pod-run-args callers; unused (the
+    /// inference proxy is part of this process).
+    #[arg(long)]
+    proxy_image: Option<String>,
+
+    /// Accepted for compatibility with --print-sba-pod-run-args callers; the upstream is
+    /// OLLAMA_BASE_URL and never reaches the sandbox.
+    #[arg(long)]
+    upstream_url: Option<String>,
 
     /// Build version reported by node:info.
     #[arg(long, env = "BUILD_VERSION", default_value = "dev")]
@@ -166,6 +202,33 @@ struct Args {
     /// Log format on stderr.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run only the inference proxy: an HTTP server on a Unix socket that forwards the
+    /// Ollama inference endpoints (and nothing else) to the node's model server.
+    InferenceProxy(ProxyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ProxyArgs {
+    /// Unix socket to listen on (created with mode 0600).
+    #[arg(long, env = "INFERENCE_PROXY_SOCKET")]
+    socket: Option<PathBuf>,
+
+    /// Ollama-compatible upstream (host.containers.internal is read as localhost).
+    #[arg(
+        long,
+        env = "OLLAMA_UPSTREAM_URL",
+        default_value = "http://127.0.0.1:11434"
+    )]
+    upstream: String,
+
+    /// Instead of serving: GET this URL once (http:// or http+unix://<encoded socket
+    /// path>/<path>) and exit 0 on 200, 1 otherwise.
+    #[arg(long)]
+    healthcheck_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -270,7 +333,134 @@ async fn main() -> ExitCode {
     }
 }
 
+/// One GET; the status code.
+async fn http_get_status(url: &str) -> anyhow::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+        mut s: S,
+        host: &str,
+        path: &str,
+    ) -> anyhow::Result<u16> {
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+        let mut head = Vec::new();
+        s.take(4096).read_to_end(&mut head).await?;
+        let text = String::from_utf8_lossy(&head);
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .context("no HTTP status line")?;
+        Ok(code)
+    }
+    if let Some(rest) = url.strip_prefix("http+unix://") {
+        let (sock, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_string()), |(a, b)| (a, format!("/{b}")));
+        let sock = sock.replace("%2F", "/").replace("%2f", "/");
+        let s = tokio::net::UnixStream::connect(&sock)
+            .await
+            .with_context(|| format!("connect {sock}"))?;
+        exchange(s, "localhost", &path).await
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        let (hostport, path) = rest
+            .split_once('/')
+            .map_or((rest, "/".to_string()), |(a, b)| (a, format!("/{b}")));
+        let s = tokio::net::TcpStream::connect(hostport)
+            .await
+            .with_context(|| format!("connect {hostport}"))?;
+        exchange(s, hostport, &path).await
+    } else {
+        bail!("--healthcheck-url must be http:// or http+unix://")
+    }
+}
+
+async fn inference_proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.healthcheck_url {
+        let ok = tokio::time::timeout(Duration::from_secs(10), http_get_status(url))
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer within 10s"))
+            .and_then(|r| r)
+            .map(|code| code == 200);
+        return Ok(match ok {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) | Err(_) => ExitCode::FAILURE,
+        });
+    }
+    let Some(socket) = args.socket else {
+        bail!(
+            "INFERENCE_PROXY_SOCKET (--socket) is required: the proxy listens only on a Unix socket"
+        );
+    };
+    let upstream = args
+        .upstream
+        .replace("host.containers.internal", "localhost");
+    if socket.exists() {
+        std::fs::remove_file(&socket)
+            .with_context(|| format!("remove stale {}", socket.display()))?;
+    }
+    let proxy = InferenceProxy::bind(
+        &socket,
+        &InferenceConfig {
+            upstream_url: upstream.clone(),
+            ..Default::default()
+        },
+        ModelPolicy::Installed,
+        None,
+    )
+    .await
+    .context("start the inference proxy")?;
+    tracing::info!(socket = %socket.display(), upstream = %upstream, "inference proxy listening");
+    shutdown_signal().await;
+    drop(proxy);
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("inference proxy stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime arguments of an agent sandbox with inference for job `job_id`.
+fn sba_run_args(args: &Args, mount_root: &std::path::Path, job_id: &str) -> anyhow::Result<String> {
+    let r = run_as(&args.run_as)?;
+    let run_dir = mount_root.join(job_id).join("run");
+    let mut argv: Vec<String> = vec![
+        "run".into(),
+        "--rm".into(),
+        "--network=none".into(),
+        "--cap-drop=ALL".into(),
+        "--security-opt=no-new-privileges".into(),
+        "--read-only".into(),
+        "--init".into(),
+        format!("--user={}:{}", r.uid, r.gid),
+        "--workdir=/workspace".into(),
+        "--label=cynodeai.role=sandbox".into(),
+        format!("--label=cynodeai.job_id={job_id}"),
+        format!(
+            "--volume={}:/workspace:Z",
+            mount_root.join(job_id).join("workspace").display()
+        ),
+        format!(
+            "--volume={}:/job:Z",
+            mount_root.join(job_id).join("job").display()
+        ),
+        format!("--volume={}:/run/cynode:Z", run_dir.display()),
+        "--env=INFERENCE_PROXY_URL=http+unix://%2Frun%2Fcynode%2Finference-proxy.sock".into(),
+        "--env=SBA_EXECUTION_MODE=agent_inference".into(),
+        "--env=CYNODE_WORKSPACE_DIR=/workspace".into(),
+        "--env=CYNODE_ARTIFACTS_DIR=/job/artifacts".into(),
+    ];
+    if args.userns_keep_id {
+        argv.push("--userns=keep-id".into());
+    }
+    argv.push(args.sba_image.clone());
+    Ok(argv.join(" "))
+}
+
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(Command::InferenceProxy(p)) = args.command {
+        return inference_proxy(p).await;
+    }
     let state_dir = args
         .state_dir
         .clone()
@@ -281,6 +471,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .mount_root
         .clone()
         .unwrap_or_else(|| state_dir.join("sandbox_mounts"));
+    if args.print_sba_pod_run_args {
+        println!("{}", sba_run_args(&args, &mount_root, "<job_id>")?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let docker_host = args
         .container_host
         .clone()
@@ -292,7 +486,15 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "unix:///var/run/docker.sock".into()
             }
         });
-    let node_slug = match (&args.node_slug, args.standalone) {
+    // Standalone when asked, or when only the Worker API token is given (the reference
+    // environment contract starts the Worker API alone that way).
+    let standalone = args.standalone
+        || (args.registration_psk.as_deref().is_none_or(str::is_empty)
+            && args
+                .worker_api_token
+                .as_deref()
+                .is_some_and(|t| !t.is_empty()));
+    let node_slug = match (&args.node_slug, standalone) {
         (Some(s), _) if !s.is_empty() => s.clone(),
         (_, true) => "standalone".into(),
         _ => bail!("NODE_SLUG (--node-slug) is required"),
@@ -340,7 +542,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let facts = capability::runtime_facts(&docker)
         .await
         .with_context(|| format!("container engine at {docker_host}"))?;
-    let telemetry = Arc::new(Telemetry::new());
+    let telemetry_db = state_dir.join("telemetry").join("telemetry.db");
+    let telemetry = Arc::new(
+        Telemetry::open(&telemetry_db, &node_slug, &args.build_version)
+            .await
+            .with_context(|| format!("telemetry database {}", telemetry_db.display()))?,
+    );
     let api = WorkerApiState::new(
         driver,
         WorkerApiConfig {
@@ -369,7 +576,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .into_future(),
     );
 
-    let code = if args.standalone {
+    let code = if standalone {
         let Some(token) = args.worker_api_token.as_deref().filter(|t| !t.is_empty()) else {
             bail!("--standalone needs WORKER_API_BEARER_TOKEN");
         };
@@ -406,6 +613,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         config.sandbox_only = args.sandbox_only;
         config.docker = docker;
+        config.runtime_check_image = (!args.skip_container_check).then(|| {
+            args.runtime_check_image
+                .clone()
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| args.sandbox_image.clone())
+        });
         config.inference_base_url = (!args.sandbox_only).then_some(ollama);
         config.state_dir = state_dir;
         config.report_interval = args.report_interval.max(Duration::from_millis(100));
@@ -430,6 +643,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let _ = stop_tx.send(());
+    api.telemetry().flush().await;
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "Worker API server error"),

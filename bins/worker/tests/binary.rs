@@ -217,6 +217,27 @@ async fn registers_runs_a_job_and_drains_on_sigterm() {
         "a secret was logged"
     );
 
+    // The telemetry database kept the service log.
+    let db = dir.path().join("telemetry/telemetry.db");
+    assert!(db.exists(), "telemetry database at {}", db.display());
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let shutdown_rows: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM log_event WHERE source_name = 'node_manager' AND message = 'node manager shutdown'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(shutdown_rows, 1);
+    let inventory: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM container_inventory WHERE job_id = ?")
+            .bind(&job_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(inventory, 1);
+
     // No sandbox of this node is left behind.
     let rt = DockerRuntime::connect(&DockerConfig::new(&host))
         .await
@@ -224,4 +245,167 @@ async fn registers_runs_a_job_and_drains_on_sigterm() {
     let owner = format!("node-{slug}");
     let left = rt.list_owned(&owner).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn inference_proxy_mode_serves_its_socket_only() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("inference-proxy.sock");
+    let mut child = tokio::process::Command::new(BIN)
+        .arg("inference-proxy")
+        .env_clear()
+        .env("INFERENCE_PROXY_SOCKET", &sock)
+        .env("OLLAMA_UPSTREAM_URL", "http://host.containers.internal:9")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if sock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let encoded = sock.display().to_string().replace('/', "%2F");
+    let health = std::process::Command::new(BIN)
+        .args(["inference-proxy", "--healthcheck-url"])
+        .arg(format!("http+unix://{encoded}/healthz"))
+        .env_clear()
+        .status()
+        .unwrap();
+    assert!(health.success());
+    let missing = std::process::Command::new(BIN)
+        .args(["inference-proxy", "--healthcheck-url"])
+        .arg(format!("http+unix://{encoded}x/healthz"))
+        .env_clear()
+        .status()
+        .unwrap();
+    assert!(!missing.success());
+
+    // A body over 10 MiB is refused before anything is forwarded.
+    let mut s = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    let len = (10 << 20) + 1;
+    s.write_all(
+        format!("POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    assert!(!sock.exists(), "socket removed at shutdown");
+}
+
+#[tokio::test]
+async fn standalone_worker_api_runs_jobs_with_the_env_token() {
+    let Some((host, image)) = services() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new(BIN)
+        .env_clear()
+        .env("WORKER_API_BEARER_TOKEN", "standalone-token")
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("CONTAINER_HOST", &host)
+        .env("SANDBOX_DEFAULT_IMAGE", &image)
+        .env("SANDBOX_PULL_POLICY", "never")
+        .env("SANDBOX_RUN_AS", "10001:10001")
+        .env("WORKER_API_STATE_DIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "standalone worker never became ready");
+    let r = http
+        .post(format!("{base}/v1/worker/jobs:run"))
+        .bearer_auth("standalone-token")
+        .json(
+            &json!({"version": 1, "task_id": "t", "job_id": uuid::Uuid::new_v4().to_string(),
+            "sandbox": {"command": ["sh", "-c", "echo standalone"]}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["stdout"], "standalone\n", "{v}");
+    let r = http
+        .post(format!("{base}/v1/worker/jobs:run"))
+        .bearer_auth("other")
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn sba_run_args_use_the_unix_socket_and_no_network() {
+    let out = std::process::Command::new(BIN)
+        .env_clear()
+        .args([
+            "--print-sba-pod-run-args",
+            "--sba-image",
+            "cynodeai-cynode-sba:dev",
+            "--proxy-image",
+            "unused",
+            "--upstream-url",
+            "http://host.containers.internal:11434",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(line.contains("--network=none"), "{line}");
+    assert!(
+        line.contains("INFERENCE_PROXY_URL=http+unix://%2Frun%2Fcynode%2Finference-proxy.sock"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("OLLAMA_BASE_URL=http://") && !line.contains("11434"),
+        "{line}"
+    );
+    assert!(
+        line.trim_end().ends_with("cynodeai-cynode-sba:dev"),
+        "{line}"
+    );
 }

@@ -343,6 +343,7 @@ mod tests {
             include_str!("tasks.rs"),
             include_str!("users.rs"),
             include_str!("vectors.rs"),
+            include_str!("workflow.rs"),
         ];
         let defined: BTreeSet<&str> = sources
             .iter()

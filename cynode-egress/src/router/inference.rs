@@ -32,12 +32,104 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    engine::Router,
+    engine::{Router, RouterConfig, TargetConfig},
     error::RouterError,
     openai_compat::{map_error, openai_compat_router},
-    routing::RouteOptions,
+    provider::{EgressProviderConfig, OllamaConfig, ProviderConfig},
+    routing::{Capabilities, RouteOptions, RoutingPrefs},
     types::{ChatRequest, ChatResponse, Message, Role, Usage},
 };
+use crate::crypto::Secret;
+
+/// External models one provider serves through the API egress service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalModels {
+    /// Provider id as the egress service knows it (`openai`, `anthropic`, …).
+    pub provider: String,
+    /// Model ids a job may name for it.
+    pub models: Vec<String>,
+}
+
+/// What one job's inference socket serves: the node's Ollama and, optionally,
+/// external models through the API egress service with the job's token. Build the
+/// router with [`JobInference::build`] and serve it with [`serve_inference`].
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobInference {
+    /// Base URL of the node's Ollama; `None` = no local models.
+    #[serde(default)]
+    pub ollama_url: Option<String>,
+    /// Local models (empty = whatever the request names).
+    #[serde(default)]
+    pub local_models: Vec<String>,
+    /// Base URL of the API egress service (needed with `external`).
+    #[serde(default)]
+    pub api_egress_url: Option<String>,
+    /// The job-scoped token the orchestrator issued for this job (never a provider
+    /// key).
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// External providers and their models.
+    #[serde(default)]
+    pub external: Vec<ExternalModels>,
+}
+
+impl JobInference {
+    /// The router and route options: local first, external providers allowed (a
+    /// request naming an external model goes to its provider).
+    pub fn build(&self) -> Result<(Router, RouteOptions), RouterError> {
+        let mut config = RouterConfig::default();
+        if let Some(url) = &self.ollama_url {
+            config.local.push(TargetConfig {
+                name: "node".into(),
+                provider: ProviderConfig::Ollama(OllamaConfig {
+                    base_url: Some(url.clone()),
+                    api_key: None,
+                }),
+                default_model: None,
+                models: self.local_models.clone(),
+                capabilities: Capabilities::default(),
+                pricing: None,
+            });
+        }
+        if !self.external.is_empty() {
+            let (Some(base_url), Some(token)) = (&self.api_egress_url, &self.token) else {
+                return Err(RouterError::Config(
+                    "external models need api_egress_url and a job token".into(),
+                ));
+            };
+            for e in &self.external {
+                config.external.push(TargetConfig {
+                    name: e.provider.clone(),
+                    provider: ProviderConfig::Egress(EgressProviderConfig {
+                        base_url: base_url.clone(),
+                        provider: e.provider.clone(),
+                        token: token.clone(),
+                        task_id: None,
+                    }),
+                    default_model: None,
+                    models: e.models.clone(),
+                    capabilities: Capabilities::default(),
+                    pricing: None,
+                });
+            }
+        }
+        let router = Router::from_config(&config)?;
+        let opts = RouteOptions {
+            prefs: RoutingPrefs {
+                allowed_external_providers: self
+                    .external
+                    .iter()
+                    .map(|e| e.provider.clone())
+                    .collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Ok((router, opts))
+    }
+}
 
 #[derive(Clone)]
 struct FrontState {
@@ -290,4 +382,40 @@ async fn ollama_tags(State(st): State<FrontState>) -> Response {
         json!({ "models": models }).to_string(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_inference_builds_local_and_external_targets() {
+        let j: JobInference = serde_json::from_value(json!({
+            "ollama_url": "http://127.0.0.1:11434",
+            "api_egress_url": "http://127.0.0.1:12084",
+            "token": "cnj1.x.y",
+            "external": [{"provider": "openai", "models": ["gpt-4o-mini"]}]
+        }))
+        .unwrap();
+        let (router, opts) = j.build().unwrap();
+        assert_eq!(router.targets().len(), 2);
+        assert_eq!(router.target_for_model("gpt-4o-mini"), Some("openai"));
+        assert_eq!(opts.prefs.allowed_external_providers, vec!["openai"]);
+        assert!(format!("{j:?}").contains("REDACTED") || !format!("{j:?}").contains("cnj1.x.y"));
+
+        let no_token = JobInference {
+            token: None,
+            ..j.clone()
+        };
+        assert!(matches!(no_token.build(), Err(RouterError::Config(_))));
+        let local_only = JobInference {
+            external: vec![],
+            token: None,
+            api_egress_url: None,
+            ..j
+        };
+        let (router, opts) = local_only.build().unwrap();
+        assert_eq!(router.targets().len(), 1);
+        assert!(opts.prefs.allowed_external_providers.is_empty());
+    }
 }

@@ -41,6 +41,9 @@ pub struct NodeManagerConfig {
     pub worker_api_base_url: String,
     /// Container engine (for the runtime facts of the report).
     pub docker: DockerConfig,
+    /// Image of the start-up check that runs a no-op container (`true`) before
+    /// registering; a failure is fatal. `None` skips the check. Default `None`.
+    pub runtime_check_image: Option<String>,
     /// Base URL of the node-local Ollama-compatible service to probe; `None` probes
     /// nothing.
     pub inference_base_url: Option<String>,
@@ -96,6 +99,7 @@ impl NodeManagerConfig {
             sandbox_only: false,
             worker_api_base_url: worker_api_base_url.into(),
             docker: DockerConfig::default(),
+            runtime_check_image: None,
             inference_base_url: None,
             state_dir: PathBuf::from("/var/lib/cynode/state"),
             report_interval: Duration::from_secs(60),
@@ -265,6 +269,9 @@ impl NodeManager {
                 obj(json!({"error": e.to_string()})),
             ),
         }
+        if let Some(image) = self.config.runtime_check_image.clone() {
+            self.runtime_check(&image).await?;
+        }
         self.wait_for_control_plane().await?;
         let mut first = true;
         loop {
@@ -277,6 +284,37 @@ impl NodeManager {
                 Interrupt::Reregister => continue,
             }
         }
+    }
+
+    /// Runs a no-op container: the node only registers when it can run sandboxes.
+    async fn runtime_check(&self, image: &str) -> std::result::Result<(), String> {
+        let spec = crate::spec::JobSpec::new(image, ["true"])
+            .with_ids(
+                "node-runtime-check",
+                format!("runtime-check-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .with_timeout(Duration::from_secs(30));
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(120), self.api.driver().run(spec)).await;
+        let error = match outcome {
+            Ok(Ok(r)) if r.succeeded() => {
+                self.log(
+                    "info",
+                    "container runtime check passed",
+                    obj(json!({"image": image})),
+                );
+                return Ok(());
+            }
+            Ok(Ok(r)) => format!(
+                "no-op container in {image} ended {} (exit {}): {}",
+                r.status.as_str(),
+                r.exit_code,
+                r.stderr.text.trim()
+            ),
+            Ok(Err(e)) => format!("no-op container in {image} failed: {e}"),
+            Err(_) => format!("no-op container in {image} did not finish within 120s"),
+        };
+        Err(format!("container runtime check failed: {error}"))
     }
 
     async fn wait_for_control_plane(&mut self) -> std::result::Result<(), String> {
@@ -413,9 +451,12 @@ impl NodeManager {
             .to_std()
             .unwrap_or(Duration::from_secs(60));
         // Renew with 10 % of the lifetime left (at least a second before expiry).
+        // Never sooner than a second, so a control plane handing out tiny lifetimes
+        // cannot turn renewal into a registration loop.
         let renew_in = lifetime
             .saturating_sub(lifetime / 10)
-            .min(lifetime.saturating_sub(Duration::from_secs(1)));
+            .min(lifetime.saturating_sub(Duration::from_secs(1)))
+            .max(Duration::from_secs(1));
         let session = Session {
             jwt: boot.auth.node_jwt.clone(),
             renew_at: received + renew_in,

@@ -16,6 +16,7 @@
 mod api;
 pub mod capability;
 mod manager;
+mod persist;
 mod problem;
 mod telemetry;
 

@@ -2,8 +2,10 @@
 //! services and of those containers (`node-protocol.md` §8), plus the host figures of
 //! `node:info` and `node:stats`.
 //!
-//! The record is kept in memory and bounded (count, bytes and age), so a node that runs
+//! The record is served from memory, bounded (count, bytes and age), so a node that runs
 //! for months holds a fixed amount of it: logs 7 days, stopped containers 30 days.
+//! [`Telemetry::open`] also keeps it in the node's SQLite telemetry database, so the
+//! history survives restarts; [`Telemetry::new`] keeps it in memory only.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -16,6 +18,9 @@ use cynode_core::proto::v1::worker::{
     MemoryStats,
 };
 use serde_json::{Map, Value};
+
+use super::persist::{self, Op};
+use crate::error::Result;
 
 /// Byte cap of a logs answer.
 pub(crate) const LOGS_MAX_BYTES: usize = 1 << 20;
@@ -39,6 +44,7 @@ pub struct Telemetry {
     store: Mutex<Store>,
     boot_id: String,
     booted_at: DateTime<Utc>,
+    persist: Option<tokio::sync::mpsc::UnboundedSender<Op>>,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +53,8 @@ struct Store {
     logs: VecDeque<Stored>,
     log_bytes: usize,
     next_seq: u64,
+    /// Output bytes recorded per running container (entries leave when it stops).
+    output_bytes: std::collections::HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -69,6 +77,59 @@ impl Telemetry {
             store: Mutex::new(Store::default()),
             boot_id: uuid::Uuid::new_v4().to_string(),
             booted_at: Utc::now(),
+            persist: None,
+        }
+    }
+
+    /// A record kept in the SQLite database at `path` (created if missing; the node's is
+    /// `<state_dir>/telemetry/telemetry.db`), loaded with the history of earlier runs.
+    /// Records this boot (`node_boot`) and runs retention. Must be called within a Tokio
+    /// runtime (a background task writes).
+    pub async fn open(path: &Path, node_slug: &str, build_version: &str) -> Result<Self> {
+        let boot_id = uuid::Uuid::new_v4().to_string();
+        let booted_at = Utc::now();
+        let (tx, loaded) = persist::open(
+            path,
+            &boot_id,
+            booted_at,
+            node_slug,
+            build_version,
+            MAX_LOG_EVENTS,
+            MAX_CONTAINERS,
+        )
+        .await?;
+        let t = Self {
+            store: Mutex::new(Store::default()),
+            boot_id,
+            booted_at,
+            persist: None,
+        };
+        for e in loaded.logs {
+            t.push(e);
+        }
+        {
+            let mut s = t.lock();
+            s.containers.extend(loaded.containers);
+        }
+        Ok(Self {
+            persist: Some(tx),
+            ..t
+        })
+    }
+
+    /// Waits until every write so far is in the database (no-op in memory).
+    pub async fn flush(&self) {
+        if let Some(tx) = &self.persist {
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if tx.send(Op::Flush(done)).is_ok() {
+                let _ = wait.await;
+            }
+        }
+    }
+
+    fn persist(&self, op: Op) {
+        if let Some(tx) = &self.persist {
+            let _ = tx.send(op);
         }
     }
 
@@ -116,18 +177,18 @@ impl Telemetry {
         data: &[u8],
     ) {
         let used = {
-            let s = self.lock();
-            s.logs
-                .iter()
-                .rev()
-                .take_while(|e| e.event.occurred_at > Utc::now() - ChronoDuration::days(1))
-                .filter(|e| e.event.container_id.as_deref() == Some(container_id))
-                .map(|e| e.size)
-                .sum::<usize>()
+            let mut s = self.lock();
+            if s.output_bytes.len() > MAX_CONTAINERS && !s.output_bytes.contains_key(container_id) {
+                s.output_bytes.clear();
+            }
+            let used = s.output_bytes.entry(container_id.to_string()).or_insert(0);
+            if *used >= MAX_CONTAINER_LOG_BYTES {
+                return;
+            }
+            let before = *used;
+            *used = (*used + data.len()).min(MAX_CONTAINER_LOG_BYTES);
+            before
         };
-        if used >= MAX_CONTAINER_LOG_BYTES {
-            return;
-        }
         let text = String::from_utf8_lossy(data);
         let mut budget = MAX_CONTAINER_LOG_BYTES - used;
         for line in text.split_inclusive('\n') {
@@ -153,6 +214,9 @@ impl Telemetry {
     }
 
     fn push(&self, event: LogEvent) {
+        if self.persist.is_some() {
+            self.persist(Op::Log(event.clone()));
+        }
         let size =
             event.message.len() + serde_json::to_string(&event.fields).map_or(0, |s| s.len()) + 128;
         let mut s = self.lock();
@@ -174,6 +238,7 @@ impl Telemetry {
 
     /// Records a container the node created.
     pub(crate) fn container_created(&self, record: ContainerRecord) {
+        self.persist(Op::Container(record.clone()));
         let mut s = self.lock();
         s.containers
             .retain(|c| c.container_id != record.container_id);
@@ -193,7 +258,16 @@ impl Telemetry {
         status: &str,
         exit_code: Option<i64>,
     ) {
+        self.persist(Op::Status {
+            container_id: container_id.to_string(),
+            status: status.to_string(),
+            exit_code,
+            at: Utc::now(),
+        });
         let mut s = self.lock();
+        if status != "running" {
+            s.output_bytes.remove(container_id);
+        }
         if let Some(c) = s
             .containers
             .iter_mut()
@@ -528,6 +602,85 @@ mod tests {
         let r = t.logs(&q, 100, None);
         let msgs: Vec<_> = r.events.iter().map(|e| e.message.as_str()).collect();
         assert_eq!(msgs, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn container_output_is_capped_per_container() {
+        let t = Telemetry::new();
+        let line = format!("{}\n", "y".repeat(1023));
+        for _ in 0..2048 {
+            t.container_output("c2", "box", "stdout", line.as_bytes());
+        }
+        t.container_output("c3", "other", "stdout", b"z\n");
+        let q = LogQuery {
+            source: LogSource::Container("c2".into()),
+            stream: None,
+            since: None,
+            until: None,
+        };
+        let r = t.logs(&q, 5000, None);
+        let bytes: usize = r.events.iter().map(|e| e.message.len()).sum();
+        assert!(bytes <= MAX_CONTAINER_LOG_BYTES, "{bytes}");
+        assert!(bytes >= MAX_CONTAINER_LOG_BYTES / 2, "{bytes}");
+        let q = LogQuery {
+            source: LogSource::Container("c3".into()),
+            stream: None,
+            since: None,
+            until: None,
+        };
+        assert_eq!(t.logs(&q, 10, None).events.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_database_keeps_history_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("telemetry/telemetry.db");
+        let t = Telemetry::open(&path, "node-01", "dev").await.unwrap();
+        t.log_service("node_manager", "info", "node manager start", Map::new());
+        let now = Utc::now();
+        t.container_created(ContainerRecord {
+            container_id: "c1".into(),
+            container_name: "box".into(),
+            kind: "sandbox".into(),
+            runtime: "podman".into(),
+            image_ref: "img".into(),
+            created_at: now,
+            last_seen_at: now,
+            status: "running".into(),
+            exit_code: None,
+            task_id: Some("t".into()),
+            job_id: Some("j".into()),
+            labels: Default::default(),
+        });
+        t.container_status("c1", "removed", Some(3));
+        t.flush().await;
+        let first_boot = t.boot_id().to_string();
+        drop(t);
+
+        let t = Telemetry::open(&path, "node-01", "dev").await.unwrap();
+        assert_ne!(t.boot_id(), first_boot);
+        let c = t.container("c1").expect("container kept");
+        assert_eq!((c.status.as_str(), c.exit_code), ("removed", Some(3)));
+        assert_eq!(c.job_id.as_deref(), Some("j"));
+        let q = LogQuery {
+            source: LogSource::Service("node_manager".into()),
+            stream: None,
+            since: None,
+            until: None,
+        };
+        let logs = t.logs(&q, 10, None);
+        assert_eq!(logs.events.len(), 1);
+        assert_eq!(logs.events[0].message, "node manager start");
+        // The boots are recorded.
+        t.flush().await;
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let boots: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM node_boot")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(boots, 2);
     }
 
     #[test]

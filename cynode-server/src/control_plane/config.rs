@@ -54,6 +54,9 @@ pub struct ControlPlaneConfig {
     /// Whether `/readyz` also requires an online project manager agent (default
     /// true, as the reference). Set false for deployments without PMA.
     pub readiness_requires_pma: bool,
+    /// Desired state of the project manager agent as a managed service on one node
+    /// (node protocol §4.4, §11.2). Default unset: no node is asked to run PMA.
+    pub pma: Option<PmaConfig>,
     /// Bearer token for the `/v1/workflow/*` routes (`WORKFLOW_RUNNER_BEARER_TOKEN`);
     /// default unset = the routes are open.
     pub workflow_runner_token: Option<String>,
@@ -75,6 +78,7 @@ impl Default for ControlPlaneConfig {
             inference_allowed: true,
             inference_images: BTreeMap::new(),
             readiness_requires_pma: true,
+            pma: None,
             workflow_runner_token: None,
         }
     }
@@ -126,10 +130,40 @@ impl fmt::Debug for ControlPlaneConfig {
             .field("inference_allowed", &self.inference_allowed)
             .field("inference_images", &self.inference_images)
             .field("readiness_requires_pma", &self.readiness_requires_pma)
+            .field("pma", &self.pma)
             .field(
                 "workflow_runner_token",
                 &redacted(&self.workflow_runner_token),
             )
             .finish()
+    }
+}
+
+/// Where and how the project manager agent runs (`PMA_*` variables of node protocol
+/// §1.3). The host is chosen among dispatchable, inference-capable nodes: the pinned
+/// slug if it is one of them, else the first by slug carrying `prefer_host_label`,
+/// else the first by slug. Only the host's configuration lists the service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PmaConfig {
+    /// Service id (default `pma-main`, `PMA_SERVICE_ID`).
+    pub service_id: String,
+    /// Container image (default `ghcr.io/cypher0n3/cynode-pma:latest`, `PMA_IMAGE`).
+    pub image: String,
+    /// Pinned host node (`PMA_HOST_NODE_SLUG`, default unset).
+    pub host_node_slug: Option<String>,
+    /// Label that makes a node the preferred host (default `orchestrator_host`,
+    /// `PMA_PREFER_HOST_LABEL`).
+    pub prefer_host_label: String,
+}
+
+impl Default for PmaConfig {
+    fn default() -> Self {
+        Self {
+            service_id: "pma-main".into(),
+            image: "ghcr.io/cypher0n3/cynode-pma:latest".into(),
+            host_node_slug: None,
+            prefer_host_label: "orchestrator_host".into(),
+        }
     }
 }

@@ -39,7 +39,9 @@ pub(crate) async fn readyz(State(st): State<ControlPlaneState>) -> Response {
     }
 }
 
-fn inference_capable(snapshot: &Value) -> bool {
+/// Whether a capability snapshot shows a node that may run inference: `supported`,
+/// not `mode: disabled`, not labelled `sandbox_only`.
+pub(crate) fn inference_capable(snapshot: &Value) -> bool {
     let sandbox_only = snapshot
         .pointer("/node/labels")
         .and_then(Value::as_array)

@@ -59,7 +59,7 @@ use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use config::ControlPlaneConfig;
+pub use config::{ControlPlaneConfig, PmaConfig};
 pub use error::{CpError, UNSUPPORTED_VERSION_TYPE};
 pub use health::{NOT_READY_DATABASE, NOT_READY_NO_INFERENCE, NOT_READY_PMA};
 pub use nodes::{MAX_SLUG_BYTES, is_dispatchable_at, reap_stale_nodes, valid_slug};
@@ -99,6 +99,16 @@ impl ControlPlaneState {
     /// Whether `/readyz` would answer `200`; otherwise its exact `503` body.
     pub async fn readiness(&self) -> Result<(), &'static str> {
         health::readiness(self).await
+    }
+}
+
+/// The control plane's readiness as a gateway readiness check, so the user gateway's
+/// `/readyz` answers with the same bodies (node protocol §9: both services gate on an
+/// inference path and an online PMA).
+#[async_trait::async_trait]
+impl crate::gateway::ReadinessCheck for ControlPlaneState {
+    async fn check(&self) -> Option<String> {
+        self.readiness().await.err().map(str::to_string)
     }
 }
 

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 use super::config::ControlPlaneConfig;
 use super::error::CpError;
-use super::render::{content_hash, next_ulid, render};
+use super::render::{content_hash, next_ulid, pma_host, pma_service, render};
 use super::state::{ControlPlaneState, digest};
 use crate::gateway::http::{json, read_body};
 
@@ -32,6 +32,8 @@ pub(crate) const META_CONFIG_HASH: &str = "config_hash";
 pub(crate) const META_ACKED_VERSION: &str = "config_acked_version";
 /// Metadata key: managed-service status from the last acknowledgement.
 pub(crate) const META_ACK_SERVICES: &str = "config_ack_managed_services_status";
+/// Metadata key: agent tokens of the node's managed services, by service id.
+pub(crate) const META_AGENT_TOKENS: &str = "agent_tokens";
 /// Metadata key: the node's labels from its newest report.
 pub(crate) const META_LABELS: &str = "labels";
 
@@ -403,6 +405,14 @@ async fn get_config_inner(
         .and_then(|s| serde_json::from_value::<CapabilityReport>(s.snapshot).ok());
     let target = target_url(cfg, report.as_ref()).or_else(|| node.worker_api_target_url.clone());
     let token = worker_token(cfg, &node);
+    let mut m = meta(&node);
+    let pma_here = match &cfg.pma {
+        Some(pma) => is_pma_host(st, &node)
+            .await
+            .map_err(|e| CpError::storage(FAIL, e))?
+            .then_some(pma),
+        None => None,
+    };
     let mut payload = render(
         cfg,
         &node.node_slug,
@@ -410,6 +420,30 @@ async fn get_config_inner(
         target.clone(),
         Some(token.clone()),
     );
+    if let Some(pma) = pma_here {
+        let tokens = m
+            .entry(META_AGENT_TOKENS)
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !tokens.is_object() {
+            *tokens = Value::Object(Map::new());
+        }
+        let agent_token = match tokens.get(&pma.service_id).and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => t.to_string(),
+            _ => {
+                let t = mint_token();
+                if let Some(o) = tokens.as_object_mut() {
+                    o.insert(pma.service_id.clone(), Value::from(t.clone()));
+                }
+                t
+            }
+        };
+        let svc = pma_service(pma, payload.inference_backend.as_ref(), agent_token);
+        payload
+            .managed_services
+            .get_or_insert_with(Default::default)
+            .services
+            .push(svc);
+    }
     let value = serde_json::to_value(&payload).map_err(|e| CpError::internal(FAIL, e))?;
     let hash = content_hash(&value);
     let now = st.now();
@@ -423,7 +457,6 @@ async fn get_config_inner(
     } else {
         next_ulid(node.config_version.as_deref(), now)
     };
-    let mut m = meta(&node);
     m.insert(META_CONFIG_HASH.into(), Value::from(hash));
     let metadata = Value::Object(m);
     let update = NodeUpdate {
@@ -452,6 +485,42 @@ async fn get_config_inner(
     payload.config_version = version;
     payload.issued_at = now;
     Ok(json(StatusCode::OK, &payload))
+}
+
+/// Whether `node` is the PMA host now: among dispatchable, inference-capable nodes
+/// (newest snapshots), per [`pma_host`].
+async fn is_pma_host(st: &ControlPlaneState, node: &Node) -> cynode_core::Result<bool> {
+    let Some(pma) = &st.inner.config.pma else {
+        return Ok(false);
+    };
+    let store = &st.inner.store;
+    let now = st.now();
+    let stale = st.inner.config.node_stale_after();
+    let mut candidates = Vec::new();
+    for n in store.list_nodes().await? {
+        if !is_dispatchable_at(&n, now, stale) {
+            continue;
+        }
+        let Some(snap) = store.latest_capabilities(n.id).await? else {
+            continue;
+        };
+        if !super::health::inference_capable(&snap.snapshot) {
+            continue;
+        }
+        let labels = snap
+            .snapshot
+            .pointer("/node/labels")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        candidates.push((n.node_slug.clone(), labels));
+    }
+    Ok(pma_host(pma, &candidates) == Some(node.node_slug.as_str()))
 }
 
 /// `POST /v1/nodes/config` (§4.5): the node's acknowledgement.

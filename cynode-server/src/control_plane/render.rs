@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use cynode_core::model::Timestamp;
 use cynode_core::proto::v1::node::{
-    CapabilityReport, ConfigEndpoints, ConfigOrchestrator, InferenceBackend, InferenceMode,
-    LABEL_SANDBOX_ONLY, ManagedServicesConfig, ModelCache, NodeConfig, WorkerApiConfig,
+    CapabilityReport, ConfigEndpoints, ConfigOrchestrator, Healthcheck, InferenceBackend,
+    InferenceMode, LABEL_SANDBOX_ONLY, ManagedService, ManagedServiceInference,
+    ManagedServiceOrchestrator, ManagedServicesConfig, ModelCache, NodeConfig, WorkerApiConfig,
 };
 use sha2::{Digest, Sha256};
 
-use super::config::ControlPlaneConfig;
+use super::config::{ControlPlaneConfig, PmaConfig};
 
 /// Port nodes run their inference service on.
 pub const INFERENCE_PORT: u16 = 11434;
@@ -153,6 +154,59 @@ pub(crate) fn render(
         inference_backend: report.and_then(|r| inference_backend(cfg, r)),
         managed_services: Some(ManagedServicesConfig::default()),
         ..NodeConfig::default()
+    }
+}
+
+/// Picks the PMA host among `candidates` (slug, labels) — dispatchable,
+/// inference-capable nodes: the pinned slug if it is a candidate, else the first slug
+/// carrying the preferred label, else the first slug.
+pub fn pma_host<'a>(pma: &PmaConfig, candidates: &'a [(String, Vec<String>)]) -> Option<&'a str> {
+    let mut sorted: Vec<&(String, Vec<String>)> = candidates.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    if let Some(pin) = pma.host_node_slug.as_deref().filter(|s| !s.is_empty())
+        && let Some(c) = sorted.iter().find(|c| c.0 == pin)
+    {
+        return Some(&c.0);
+    }
+    sorted
+        .iter()
+        .find(|c| c.1.contains(&pma.prefer_host_label))
+        .or_else(|| sorted.first())
+        .map(|c| c.0.as_str())
+}
+
+/// The PMA managed-service entry for its host (§4.4): network-less container probed
+/// on `/healthz`, node-local inference with the node's model and backend env, proxy
+/// URLs chosen by the worker, and its own agent token.
+pub(crate) fn pma_service(
+    pma: &PmaConfig,
+    backend: Option<&InferenceBackend>,
+    agent_token: String,
+) -> ManagedService {
+    ManagedService {
+        service_id: pma.service_id.clone(),
+        service_type: "pma".into(),
+        image: pma.image.clone(),
+        args: vec!["--role=project_manager".into()],
+        healthcheck: Some(Healthcheck {
+            path: "/healthz".into(),
+            expected_status: 200,
+        }),
+        restart_policy: Some("always".into()),
+        role: Some("project_manager".into()),
+        inference: Some(ManagedServiceInference {
+            mode: Some("node_local".into()),
+            default_model: backend.and_then(|b| b.selected_model.clone()),
+            backend_env: backend.map(|b| b.env.clone()).unwrap_or_default(),
+            ..ManagedServiceInference::default()
+        }),
+        orchestrator: Some(ManagedServiceOrchestrator {
+            mcp_gateway_proxy_url: Some("auto".into()),
+            ready_callback_proxy_url: Some("auto".into()),
+            agent_token: Some(agent_token),
+            ..ManagedServiceOrchestrator::default()
+        }),
+        ..ManagedService::default()
     }
 }
 
@@ -331,6 +385,36 @@ mod tests {
         let d = next_ulid(Some(&c), now + chrono::Duration::seconds(1));
         assert!(d > c);
         assert_eq!(decode_ulid(&d).map(encode_ulid), Some(d));
+    }
+
+    #[test]
+    fn pma_host_choice() {
+        let pma = PmaConfig::default();
+        let c = |s: &str, l: &[&str]| {
+            (
+                s.to_string(),
+                l.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(pma_host(&pma, &[]), None);
+        assert_eq!(pma_host(&pma, &[c("b", &[]), c("a", &[])]), Some("a"));
+        assert_eq!(
+            pma_host(&pma, &[c("a", &[]), c("z", &["orchestrator_host"])]),
+            Some("z")
+        );
+        let pinned = PmaConfig {
+            host_node_slug: Some("b".into()),
+            ..PmaConfig::default()
+        };
+        assert_eq!(
+            pma_host(&pinned, &[c("a", &["orchestrator_host"]), c("b", &[])]),
+            Some("b")
+        );
+        let gone = PmaConfig {
+            host_node_slug: Some("x".into()),
+            ..PmaConfig::default()
+        };
+        assert_eq!(pma_host(&gone, &[c("a", &[])]), Some("a"));
     }
 
     #[test]
