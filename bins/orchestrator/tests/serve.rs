@@ -349,6 +349,20 @@ async fn serve_on_postgresql_with_a_bootstrap_file_stops_on_sigterm() {
             .await
             .is_err()
     );
+    let setting = store
+        .get_setting("models.cache.max_bytes")
+        .await
+        .expect("seeded setting");
+    assert_eq!(
+        (setting.value, setting.updated_by.as_deref()),
+        (json!(1024), Some("bootstrap"))
+    );
+    let rules = store
+        .list_access_rules(&AccessRuleFilter::default())
+        .await
+        .expect("rules");
+    assert_eq!(rules.len(), 1, "the seeded access rule");
+    assert_eq!(rules[0].resource_pattern, "openai/chat");
     assert!(
         store.get_user_by_handle("admin").await.is_err(),
         "no default `admin` when the file names another"
