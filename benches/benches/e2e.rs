@@ -504,16 +504,25 @@ fn breakdown(samples: &[Sample]) -> Breakdown {
 fn table(title: &str, b: &mut Breakdown) {
     println!("{title} ({} tasks, ms)", b.latency.len());
     println!("  {:<44} {:>9} {:>9} {:>9}", "", "p50", "p99", "max");
-    let mut row = |name: &str, v: &mut Vec<f64>| {
+    let row = |name: &str, v: &mut Vec<f64>| {
         let (p50, p99, max) = (pct(v, 50.0), pct(v, 99.0), pct(v, 100.0));
         println!("  {name:<44} {p50:>9.1} {p99:>9.1} {max:>9.1}");
     };
     row("latency (created -> completed)", &mut b.latency);
-    row("in-container (container start -> exit)", &mut b.in_container);
+    row(
+        "in-container (container start -> exit)",
+        &mut b.in_container,
+    );
     row("orchestrator share (latency - in-container)", &mut b.share);
     row("  queue wait (created -> dispatched)", &mut b.queue);
-    row("  sandbox overhead (dispatch -> result - in-c.)", &mut b.sandbox);
-    row("  completion (result stored -> task terminal)", &mut b.completion);
+    row(
+        "  sandbox overhead (dispatch -> result - in-c.)",
+        &mut b.sandbox,
+    );
+    row(
+        "  completion (result stored -> task terminal)",
+        &mut b.completion,
+    );
 }
 
 fn loadavg() -> String {
