@@ -534,7 +534,7 @@ fn loadavg() -> String {
 async fn run(a: Args) -> Res<()> {
     let admin = PgPool::connect(&a.pg_url).await?;
     let db = format!("cynode_e2e_{}", Uuid::new_v4().simple());
-    sqlx::query(&format!("CREATE DATABASE {db}"))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
         .execute(&admin)
         .await?;
     let db_url = url_with_db(&a.pg_url, &db)?;
@@ -544,9 +544,11 @@ async fn run(a: Args) -> Res<()> {
     let result = run_on(&a, &db_url, &dir).await;
     admin.close().await;
     if let Ok(mut c) = sqlx::PgConnection::connect(&a.pg_url).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+        )))
+        .execute(&mut c)
+        .await;
     }
     if result.is_err() {
         eprintln!("[e2e] logs kept in {}", dir.display());
