@@ -30,6 +30,20 @@ for v in CYNODE_TEST_PG_URL CYNODE_TEST_DOCKER_HOST CYNODE_TEST_IMAGE; do
   fi
 done
 
+# Shell tasks name alpine:latest (POST /v1/tasks, input_mode commands). On a machine
+# without it (no registry access), tag the test image as alpine:latest for this run
+# and remove only that tag afterwards.
+SOCK="${CYNODE_TEST_DOCKER_HOST#unix://}"
+untag() {
+  curl -s -X DELETE --unix-socket "$SOCK" "http://d/v1.41/images/docker.io/library/alpine:latest?noprune=true" >/dev/null || true
+}
+if ! curl -sf -o /dev/null --unix-socket "$SOCK" "http://d/v1.41/images/alpine:latest/json"; then
+  echo "[e2e.sh] alpine:latest is missing: tagging $CYNODE_TEST_IMAGE as alpine:latest for this run" >&2
+  curl -sf -o /dev/null -X POST --unix-socket "$SOCK" \
+    "http://d/v1.41/images/$CYNODE_TEST_IMAGE/tag?repo=docker.io/library/alpine&tag=latest"
+  trap untag EXIT
+fi
+
 echo "[e2e.sh] building release binaries and the benchmark" >&2
 (cd "$ROOT" && cargo build -q --release -p cynode-orchestrator -p cynode-worker >&2)
 (cd "$ROOT" && cargo bench -q -p cynode-benches --bench e2e --no-run >&2)
