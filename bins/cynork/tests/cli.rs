@@ -378,6 +378,51 @@ fn task_create_flags_and_outputs() {
         .fails(3, "not logged in");
 }
 
+/// `task create --result` runs the command in a sandbox container of the worker, not
+/// on the host.
+#[test]
+fn tasks_run_in_a_sandbox_container() {
+    let Some(s) = Stack::start() else { return };
+    let cfg = logged_in(&s, "sandbox");
+    // `echo hi` prints hi from the container, which runs as the dev stack's sandbox
+    // user (uid 10001).
+    let r = s
+        .cynork(
+            &cfg,
+            &[
+                "task",
+                "create",
+                "--command",
+                "echo hi",
+                "--result",
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .ok()
+        .json();
+    assert_eq!(r["status"], "completed", "{r}");
+    assert_eq!(r["jobs"][0]["result"]["stdout"], "hi\n", "{r}");
+    let r = s
+        .cynork(
+            &cfg,
+            &[
+                "task",
+                "create",
+                "--command",
+                "id -u",
+                "--result",
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .ok()
+        .json();
+    assert_eq!(r["jobs"][0]["result"]["stdout"], "10001\n", "{r}");
+}
+
 #[test]
 fn task_run_result_logs_get_and_list() {
     let Some(s) = Stack::start() else { return };
