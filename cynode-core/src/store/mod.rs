@@ -23,12 +23,14 @@ use crate::{
     model::*,
 };
 
+mod audit_query;
 mod memory;
 mod preference_audit;
 mod settings;
 mod skills;
 pub(crate) mod validate;
 
+pub use audit_query::{AuditQuery, AuditQueryStore, record_id};
 pub use preference_audit::{PreferenceAuditStore, PreferenceChange};
 pub use settings::{MAX_SETTING_KEY, SettingChange, SettingStore, SystemSetting};
 pub use skills::{
@@ -294,6 +296,7 @@ pub trait Store:
     + SkillStore
     + SettingStore
     + PreferenceAuditStore
+    + AuditQueryStore
     + StoreAdmin
     + 'static
 {
@@ -311,6 +314,7 @@ impl<T> Store for T where
         + SkillStore
         + SettingStore
         + PreferenceAuditStore
+        + AuditQueryStore
         + StoreAdmin
         + 'static
 {
