@@ -636,7 +636,7 @@ pub async fn audit_query_keyset_paging(s: &dyn Store) {
         .await,
         "record_audit(chat)",
     );
-    expected.sort_by(|a, b| (b.created_at(), record_id(b)).cmp(&(a.created_at(), record_id(a))));
+    expected.sort_by_key(|r| std::cmp::Reverse((r.created_at(), record_id(r))));
     let base = AuditQuery {
         kind: AuditKind::Auth,
         user_id: None,

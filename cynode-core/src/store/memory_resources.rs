@@ -323,7 +323,7 @@ impl AuditQueryStore for MemoryStore {
         let g = self.lock();
         let mut v: Vec<crate::model::AuditRecord> =
             g.audit.iter().filter(|r| q.matches(r)).cloned().collect();
-        v.sort_by(|a, b| (b.created_at(), record_id(b)).cmp(&(a.created_at(), record_id(a))));
+        v.sort_by_key(|r| std::cmp::Reverse((r.created_at(), record_id(r))));
         v.truncate(crate::store::validate::limit(q.limit) as usize);
         Ok(v)
     }

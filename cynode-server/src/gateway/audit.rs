@@ -213,7 +213,7 @@ pub(crate) async fn list_audit(
     }
     // Each table's page is the newest `limit + 1` after the cursor, so their union
     // holds the newest `limit + 1` overall.
-    records.sort_by(|a, b| (b.created_at(), record_id(b)).cmp(&(a.created_at(), record_id(a))));
+    records.sort_by_key(|r| std::cmp::Reverse((r.created_at(), record_id(r))));
     let more = records.len() > limit;
     records.truncate(limit);
     let next_cursor = if more {

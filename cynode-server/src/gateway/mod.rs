@@ -1,4 +1,6 @@
-//! The user API gateway: accounts, authentication and tasks, as one `axum::Router`.
+//! The user API gateway: accounts, authentication, tasks and the resource routes
+//! (skills, preferences, settings, nodes, credentials, audit, projects), as one
+//! `axum::Router`. The orchestrator calls [`ensure_default_skill`] once at start.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -94,7 +96,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users and tasks."),
+    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users, tasks, skills, preferences, settings, nodes, credentials, audit and projects."),
     modifiers(&BearerAuth),
     components(schemas(ProblemDetails)),
     tags(
