@@ -501,6 +501,135 @@ pub async fn bootstrap_admin_with(
     Ok(user)
 }
 
+// ---------------------------------------------------------------- node tokens
+
+/// What a verified node JWT says about its holder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatedNode {
+    /// The node's id (`sub` = `node_id`).
+    pub node_id: crate::NodeId,
+    /// The node's slug.
+    pub node_slug: String,
+    /// All claims.
+    pub claims: Claims,
+}
+
+/// Issues a node JWT (node protocol §2.4): `iss` `cynodeai`, `sub` = `node_id` = the
+/// node's id, `iat`, `exp` = `iat` + `ttl`, random `jti`, `token_type` `node`,
+/// `node_slug`. Returns the token and its expiry.
+pub fn issue_node_token(
+    keys: &JwtKeys,
+    node_id: crate::NodeId,
+    node_slug: &str,
+    now: Timestamp,
+    ttl: Duration,
+) -> (String, Timestamp) {
+    let iat = now.timestamp();
+    let exp = iat.saturating_add(ttl_secs(ttl));
+    let claims = Claims {
+        iss: ISSUER.into(),
+        sub: node_id.to_string(),
+        iat,
+        exp,
+        jti: uuid::Uuid::new_v4().to_string(),
+        token_type: TokenKind::Node,
+        user_id: String::new(),
+        handle: None,
+        node_id: Some(node_id.to_string()),
+        node_slug: Some(node_slug.to_string()),
+    };
+    (
+        keys.sign(&claims),
+        chrono::DateTime::from_timestamp(exp, 0).unwrap_or(now),
+    )
+}
+
+/// Verifies a node JWT: everything [`JwtKeys::verify`] checks with
+/// [`TokenKind::Node`], plus a UUID `node_id` equal to `sub` and a non-empty
+/// `node_slug`. User tokens are refused (wrong token type). Failures are
+/// [`Error::InvalidInput`] with a reason for logs.
+pub fn verify_node_token(keys: &JwtKeys, token: &str, now: Timestamp) -> Result<AuthenticatedNode> {
+    let claims = keys.verify(token, TokenKind::Node, now)?;
+    let node_id: crate::NodeId = claims
+        .node_id
+        .as_deref()
+        .filter(|id| *id == claims.sub)
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| bad_token("node_id missing or not the subject"))?;
+    let node_slug = claims
+        .node_slug
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad_token("node_slug missing"))?;
+    Ok(AuthenticatedNode {
+        node_id,
+        node_slug,
+        claims,
+    })
+}
+
+#[cfg(test)]
+mod node_token_tests {
+    use super::*;
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(JwtKey::new("k1", b"node-secret".to_vec()))
+    }
+
+    #[test]
+    fn node_token_carries_exactly_the_spec_claims() {
+        let now = chrono::Utc::now();
+        let id = crate::NodeId::new();
+        let (tok, exp) = issue_node_token(&keys(), id, "node-01", now, Duration::from_secs(60));
+        assert_eq!(exp.timestamp(), now.timestamp() + 60);
+        let payload = tok.split('.').nth(1).expect("claims");
+        let v: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64")).expect("json");
+        let mut names: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "exp",
+                "iat",
+                "iss",
+                "jti",
+                "node_id",
+                "node_slug",
+                "sub",
+                "token_type"
+            ]
+        );
+        assert_eq!(v["token_type"], "node");
+        assert_eq!(v["sub"], id.to_string());
+        let who = verify_node_token(&keys(), &tok, now).expect("valid");
+        assert_eq!((who.node_id, who.node_slug.as_str()), (id, "node-01"));
+    }
+
+    #[test]
+    fn expired_forged_and_user_tokens_are_refused() {
+        let now = chrono::Utc::now();
+        let id = crate::NodeId::new();
+        let (tok, _) = issue_node_token(&keys(), id, "n", now, Duration::from_secs(10));
+        let later = now + chrono::Duration::seconds(10);
+        assert!(verify_node_token(&keys(), &tok, later).is_err(), "expired");
+        let other = JwtKeys::new(JwtKey::new("k1", b"other".to_vec()));
+        assert!(verify_node_token(&other, &tok, now).is_err(), "forged");
+        let (user_tok, _) = issue_access_token(
+            &keys(),
+            UserId::new(),
+            "alice",
+            now,
+            Duration::from_secs(60),
+        );
+        assert!(verify_node_token(&keys(), &user_tok, now).is_err(), "user");
+        // A node token whose node_id differs from sub is refused.
+        let mut c = keys().verify(&tok, TokenKind::Node, now).expect("claims");
+        c.node_id = Some(crate::NodeId::new().to_string());
+        assert!(verify_node_token(&keys(), &keys().sign(&c), now).is_err());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

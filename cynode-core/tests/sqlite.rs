@@ -128,6 +128,8 @@ async fn reopening_an_up_to_date_database_applies_nothing_and_keeps_data() {
     let store = SqliteStore::open(&path).await.expect("open");
     user(&store, "alice").await;
     store.close().await;
+    let applied = count(&path, "cynode_schema_migrations").await;
+    assert!(applied >= 1);
     let store = SqliteStore::open(&path).await.expect("reopen");
     assert_eq!(store.list_users().await.expect("list").len(), 1);
     assert_eq!(

@@ -5,19 +5,24 @@
 //! files. PostgreSQL (needs `CYNODE_TEST_PG_URL`; a fresh database, dropped afterwards):
 //! the row as stored, searched as bytes and as text.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::Utc;
 use cynode_core::{
     JobId,
     model::{NewTask, NewUser},
-    store::{CredentialStore, SqliteStore, Store, TaskStore, UserStore},
+    store::{
+        AccessAuditFilter, AccessControlStore, CredentialStore, SqliteStore, Store, TaskStore,
+        UserStore,
+    },
 };
 use cynode_egress::{
     CredentialCipher, Secret,
     api::{
-        AccessRule, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey, MemoryPolicyStore,
-        NewCredential, PolicyDeps, open_credential, router, store_credential,
+        Decision, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey, NewCredential,
+        PolicyDeps, api_call_rule, open_credential, router, store_credential,
     },
 };
 use cynode_testkit::MockLlm;
@@ -72,12 +77,14 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
 
     // A full call through the egress service on this store.
     let (_, mock) = MockLlm::builder().require_api_key(KEY).start().await;
-    let policy = Arc::new(MemoryPolicyStore::new());
-    policy.add_rule(AccessRule::api_call_for_user(
-        user.id.as_uuid(),
-        "openai/chat",
-        Effect::Allow,
-    ));
+    store
+        .create_access_rule(api_call_rule(
+            user.id.as_uuid(),
+            "openai/chat",
+            Effect::Allow,
+        ))
+        .await
+        .unwrap();
     let token_key = {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode([3u8; 32])
@@ -87,13 +94,7 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
         "providers": {"openai": {"kind": "open_ai", "base_url": format!("{}/v1", mock.base_url())}}
     }))
     .unwrap();
-    let deps = PolicyDeps {
-        tasks: store.clone(),
-        credentials: store.clone(),
-        policy: policy.clone(),
-        audit: policy,
-        cipher,
-    };
+    let deps = PolicyDeps::from_store(store.clone(), cipher);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(EgressState::policy(&config, deps).unwrap());
@@ -125,6 +126,16 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
         Some(format!("Bearer {KEY}").as_str())
     );
 
+    // The decision is in the database's audit log.
+    let audit = store
+        .list_access_audit(&AccessAuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].decision, Decision::Allow);
+    assert_eq!(audit[0].resource, "openai/chat");
+    assert_eq!(audit[0].task_id, Some(task.id));
+
     // Every file of the database (main file, WAL, shared memory) is free of the key.
     drop(store);
     let mut scanned = 0;
@@ -141,41 +152,13 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
     assert!(scanned > 0);
 }
 
-/// Reads `CYNODE_TEST_PG_URL`: missing fails under `CYNODE_REQUIRE_SERVICES=1`, else skips.
-fn pg_url() -> Option<String> {
-    match std::env::var("CYNODE_TEST_PG_URL") {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("CYNODE_TEST_PG_URL is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: CYNODE_TEST_PG_URL not set");
-            None
-        }
-    }
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host}/{db}?{q}"),
-        None => format!("{host}/{db}"),
-    }
-}
-
 #[tokio::test]
 async fn postgres_holds_only_ciphertext() {
     use sqlx::{Connection, Row};
 
-    let Some(admin_url) = pg_url() else { return };
+    let Some(admin_url) = common::service_var("CYNODE_TEST_PG_URL") else {
+        return;
+    };
     let db = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
     // The name is generated from a UUID above: safe to splice.
@@ -183,7 +166,7 @@ async fn postgres_holds_only_ciphertext() {
         .execute(&mut admin)
         .await
         .unwrap();
-    let url = with_database(&admin_url, &db);
+    let url = common::with_database(&admin_url, &db);
 
     let result = async {
         let store: Arc<dyn Store> =

@@ -1,5 +1,10 @@
-//! The API egress service on a real loopback socket, in policy mode (in-memory task,
-//! credential, rule and audit stores) and stub mode, against the mock LLM server.
+//! The API egress service on a real loopback socket, in policy mode (tasks,
+//! credentials, access-control rules and the audit log on memory, SQLite and
+//! PostgreSQL) and stub mode, against the mock LLM server.
+
+mod common;
+
+use common::Backend;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -7,13 +12,13 @@ use chrono::Utc;
 use cynode_core::{
     JobId, TaskId, UserId,
     model::{NewTask, NewUser},
-    store::{CredentialStore, MemoryStore, TaskStore, UserStore},
+    store::{AccessAuditFilter, AccessRuleFilter, Store},
 };
 use cynode_egress::{
     CredentialCipher, Secret,
     api::{
-        AccessRule, Decision, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey,
-        MemoryPolicyStore, NewCredential, PolicyDeps, router, store_credential,
+        AccessAudit, Decision, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey,
+        NewCredential, PolicyDeps, api_call_rule, router, store_credential,
     },
     router::{
         ChatRequest, EgressProviderConfig, Message, ProviderConfig, RouteOptions, Router,
@@ -29,8 +34,8 @@ const SERVICE_BEARER: &str = "service-bearer-token-for-tests";
 
 struct Env {
     url: String,
-    store: Arc<MemoryStore>,
-    policy: Arc<MemoryPolicyStore>,
+    store: Arc<dyn Store>,
+    _guard: common::StoreGuard,
     tokens: JobTokenKey,
     user: UserId,
     task: TaskId,
@@ -55,7 +60,8 @@ async fn serve(app: axum::Router) -> SocketAddr {
 /// Policy mode: user alice owns a task; two mocks demand the real keys (OpenAI
 /// dialect: `KEY`, Anthropic: `ANTHROPIC_KEY`) and echo the credential they received
 /// into the reply, like a provider that leaks it.
-async fn policy_env(rules: &[&str], with_credentials: bool) -> Env {
+async fn policy_env(backend: Backend, rules: &[&str], with_credentials: bool) -> Option<Env> {
+    let (store, guard) = common::open_store(backend).await?;
     let (_, openai) = MockLlm::builder()
         .require_api_key(KEY)
         .echo_auth(true)
@@ -66,7 +72,6 @@ async fn policy_env(rules: &[&str], with_credentials: bool) -> Env {
         .echo_auth(true)
         .start()
         .await;
-    let store = Arc::new(MemoryStore::new());
     let user = store
         .create_user(NewUser {
             handle: "alice".into(),
@@ -82,7 +87,6 @@ async fn policy_env(rules: &[&str], with_credentials: bool) -> Env {
         })
         .await
         .unwrap();
-    let policy = Arc::new(MemoryPolicyStore::new());
     for rule in rules {
         let (effect, pattern) = rule.split_once(' ').unwrap();
         let effect = if effect == "allow" {
@@ -90,11 +94,10 @@ async fn policy_env(rules: &[&str], with_credentials: bool) -> Env {
         } else {
             Effect::Deny
         };
-        policy.add_rule(AccessRule::api_call_for_user(
-            user.id.as_uuid(),
-            pattern,
-            effect,
-        ));
+        store
+            .create_access_rule(api_call_rule(user.id.as_uuid(), pattern, effect))
+            .await
+            .unwrap();
     }
     let cipher = Arc::new(CredentialCipher::single("k1", &[9u8; 32]));
     if with_credentials {
@@ -125,20 +128,14 @@ async fn policy_env(rules: &[&str], with_credentials: bool) -> Env {
         }
     }))
     .unwrap();
-    let deps = PolicyDeps {
-        tasks: store.clone(),
-        credentials: store.clone(),
-        policy: policy.clone(),
-        audit: policy.clone(),
-        cipher,
-    };
+    let deps = PolicyDeps::from_store(store.clone(), cipher);
     let state = EgressState::policy(&config, deps).unwrap();
     assert_eq!(state.mode_name(), "policy");
     let addr = serve(router(state)).await;
-    Env {
+    Some(Env {
         url: format!("http://{addr}"),
         store,
-        policy,
+        _guard: guard,
         tokens: JobTokenKey::from_base64(&token_key()).unwrap(),
         user: user.id,
         task: task.id,
@@ -146,7 +143,7 @@ async fn policy_env(rules: &[&str], with_credentials: bool) -> Env {
         openai,
         anthropic,
         client: reqwest::Client::new(),
-    }
+    })
 }
 
 impl Env {
@@ -182,6 +179,32 @@ impl Env {
         })
     }
 
+    /// The access-control audit log as stored, oldest first.
+    async fn audit_records(&self) -> Vec<AccessAudit> {
+        let mut v = self
+            .store
+            .list_access_audit(&AccessAuditFilter {
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        v.reverse();
+        v
+    }
+
+    /// Deletes every access-control rule.
+    async fn clear_rules(&self) {
+        for r in self
+            .store
+            .list_access_rules(&AccessRuleFilter::default())
+            .await
+            .unwrap()
+        {
+            self.store.delete_access_rule(r.id).await.unwrap();
+        }
+    }
+
     fn upstream_requests(&self) -> usize {
         self.openai.request_count() + self.anthropic.request_count()
     }
@@ -194,9 +217,13 @@ fn detail(body: &str) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn chat_reaches_the_provider_with_the_injected_key_and_the_key_never_comes_back() {
-    let env = policy_env(&["allow openai/chat", "allow anthropic/*"], true).await;
+async fn chat_reaches_the_provider_with_the_injected_key_and_the_key_never_comes_back(
+    backend: Backend,
+) {
+    let Some(env) = policy_env(backend, &["allow openai/chat", "allow anthropic/*"], true).await
+    else {
+        return;
+    };
 
     // The caller holds only a job token, never a provider key.
     let token = env.token();
@@ -255,7 +282,7 @@ async fn chat_reaches_the_provider_with_the_injected_key_and_the_key_never_comes
     }
 
     // Allow decisions are audited with subject, resource and task.
-    let audit = env.policy.audit_records();
+    let audit = env.audit_records().await;
     assert_eq!(audit.len(), 2);
     assert_eq!(audit[0].decision, Decision::Allow);
     assert_eq!(audit[0].resource, "openai/chat");
@@ -266,9 +293,10 @@ async fn chat_reaches_the_provider_with_the_injected_key_and_the_key_never_comes
     assert_eq!(audit[1].resource, "anthropic/chat");
 }
 
-#[tokio::test]
-async fn callers_without_a_valid_job_token_are_refused() {
-    let env = policy_env(&["allow openai/*"], true).await;
+async fn callers_without_a_valid_job_token_are_refused(backend: Backend) {
+    let Some(env) = policy_env(backend, &["allow openai/*"], true).await else {
+        return;
+    };
     let body = env.chat_body("openai");
 
     // No token.
@@ -328,7 +356,7 @@ async fn callers_without_a_valid_job_token_are_refused() {
         0,
         "no refused call reached a provider"
     );
-    let audit = env.policy.audit_records();
+    let audit = env.audit_records().await;
     assert_eq!(audit.len(), 2, "the two token-binding refusals are audited");
     assert!(audit.iter().all(|a| a.decision == Decision::Deny));
 
@@ -341,9 +369,16 @@ async fn callers_without_a_valid_job_token_are_refused() {
     assert_eq!(env.call(Some(SERVICE_BEARER), body).await.0, 200);
 }
 
-#[tokio::test]
-async fn policy_steps_deny_with_the_contract_reasons_and_audit() {
-    let env = policy_env(&["allow openai/*", "deny openai/list_models"], true).await;
+async fn policy_steps_deny_with_the_contract_reasons_and_audit(backend: Backend) {
+    let Some(env) = policy_env(
+        backend,
+        &["allow openai/*", "deny openai/list_models"],
+        true,
+    )
+    .await
+    else {
+        return;
+    };
     let bearer = Some(SERVICE_BEARER);
     let base = env.chat_body("openai");
     let cases: Vec<(Value, &str)> = vec![
@@ -397,7 +432,7 @@ async fn policy_steps_deny_with_the_contract_reasons_and_audit() {
         );
     }
     assert_eq!(env.upstream_requests(), 0);
-    let audit = env.policy.audit_records();
+    let audit = env.audit_records().await;
     assert_eq!(audit.len(), cases.len());
     for (a, (_, reason)) in audit.iter().zip(&cases) {
         assert_eq!(a.decision, Decision::Deny);
@@ -427,9 +462,10 @@ async fn policy_steps_deny_with_the_contract_reasons_and_audit() {
     );
 }
 
-#[tokio::test]
-async fn credentials_must_exist_and_be_active() {
-    let env = policy_env(&["allow openai/chat"], false).await;
+async fn credentials_must_exist_and_be_active(backend: Backend) {
+    let Some(env) = policy_env(backend, &["allow openai/chat"], false).await else {
+        return;
+    };
     let (status, text) = env.call(Some(&env.token()), env.chat_body("openai")).await;
     assert_eq!(status, 403);
     assert_eq!(detail(&text), "no active credential for provider");
@@ -483,9 +519,10 @@ async fn credentials_must_exist_and_be_active() {
     );
 }
 
-#[tokio::test]
-async fn bad_bodies_unimplemented_operations_and_upstream_failures() {
-    let env = policy_env(&["allow openai/*", "allow github/*"], true).await;
+async fn bad_bodies_unimplemented_operations_and_upstream_failures(backend: Backend) {
+    let Some(env) = policy_env(backend, &["allow openai/*", "allow github/*"], true).await else {
+        return;
+    };
     let url = format!("{}/v1/call", env.url);
     let resp = env
         .client
@@ -568,9 +605,10 @@ async fn bad_bodies_unimplemented_operations_and_upstream_failures() {
     );
 }
 
-#[tokio::test]
-async fn the_router_reaches_external_providers_through_egress_without_a_key() {
-    let env = policy_env(&["allow openai/chat"], true).await;
+async fn the_router_reaches_external_providers_through_egress_without_a_key(backend: Backend) {
+    let Some(env) = policy_env(backend, &["allow openai/chat"], true).await else {
+        return;
+    };
     // A router whose external "openai" target is the egress service, holding only a
     // job token.
     let egress = ProviderConfig::Egress(EgressProviderConfig {
@@ -608,7 +646,7 @@ async fn the_router_reaches_external_providers_through_egress_without_a_key() {
     );
 
     // A policy denial surfaces as a non-retryable refusal.
-    env.policy.clear_rules();
+    env.clear_rules().await;
     let e = router
         .chat(&ChatRequest::new("mock", vec![Message::user("hi")]), &opts)
         .await
@@ -658,4 +696,78 @@ async fn stub_mode_allowlist_and_keyless_endpoints() {
         DEFAULT_REPLY
     );
     assert!(mock.requests()[0].header("authorization").is_none());
+}
+
+on_every_backend!(
+    chat_reaches_the_provider_with_the_injected_key_and_the_key_never_comes_back,
+    callers_without_a_valid_job_token_are_refused,
+    policy_steps_deny_with_the_contract_reasons_and_audit,
+    credentials_must_exist_and_be_active,
+    bad_bodies_unimplemented_operations_and_upstream_failures,
+    the_router_reaches_external_providers_through_egress_without_a_key,
+);
+
+/// §1.4/§1.5 when the database fails: the SQLite store is closed under the running
+/// service, so the task lookup fails (`failed to resolve task`) and so does the audit
+/// write, which is logged and does not change the answer.
+#[tokio::test]
+async fn a_failing_database_denies_with_the_contract_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(
+        cynode_core::store::SqliteStore::open(&dir.path().join("egress.db"))
+            .await
+            .unwrap(),
+    );
+    let store: Arc<dyn Store> = sqlite.clone();
+    let user = store
+        .create_user(NewUser {
+            handle: "frank".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let task = store
+        .create_task(NewTask {
+            created_by: Some(user.id),
+            name: "t".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+        .create_access_rule(api_call_rule(
+            user.id.as_uuid(),
+            "openai/chat",
+            Effect::Allow,
+        ))
+        .await
+        .unwrap();
+    let config: EgressConfig =
+        serde_json::from_value(json!({"bearer_token": SERVICE_BEARER})).unwrap();
+    let cipher = Arc::new(CredentialCipher::single("k1", &[9u8; 32]));
+    let state = EgressState::policy(&config, PolicyDeps::from_store(store, cipher)).unwrap();
+    let addr = serve(router(state)).await;
+    let body = json!({"provider": "openai", "operation": "chat", "task_id": task.id.to_string()});
+    let post = || {
+        reqwest::Client::new()
+            .post(format!("http://{addr}/v1/call"))
+            .bearer_auth(SERVICE_BEARER)
+            .json(&body)
+            .send()
+    };
+    // With the database up, the next step is the credential check.
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        detail(&r.text().await.unwrap()),
+        "no active credential for provider"
+    );
+
+    sqlite.close().await;
+    let r = post().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        serde_json::from_str::<Value>(&r.text().await.unwrap()).unwrap(),
+        json!({"title": "Forbidden", "status": 403, "detail": "failed to resolve task"})
+    );
 }

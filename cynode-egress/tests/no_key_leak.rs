@@ -15,13 +15,13 @@ use chrono::Utc;
 use cynode_core::{
     JobId,
     model::{NewTask, NewUser},
-    store::{MemoryStore, TaskStore, UserStore},
+    store::{MemoryStore, Store},
 };
 use cynode_egress::{
     CredentialCipher, Secret,
     api::{
-        AccessRule, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey, MemoryPolicyStore,
-        NewCredential, PolicyDeps, router, store_credential,
+        Effect, EgressConfig, EgressState, JobClaims, JobTokenKey, NewCredential, PolicyDeps,
+        api_call_rule, router, store_credential,
     },
     router::{ChatRequest, Message, ProviderConfig, RouteOptions, Router, RouterConfig},
 };
@@ -61,7 +61,7 @@ async fn keys_never_reach_log_output() {
         .echo_auth(true)
         .start()
         .await;
-    let store = Arc::new(MemoryStore::new());
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let user = store
         .create_user(NewUser {
             handle: "bob".into(),
@@ -77,12 +77,10 @@ async fn keys_never_reach_log_output() {
         })
         .await
         .unwrap();
-    let policy = Arc::new(MemoryPolicyStore::new());
-    policy.add_rule(AccessRule::api_call_for_user(
-        user.id.as_uuid(),
-        "openai/*",
-        Effect::Allow,
-    ));
+    store
+        .create_access_rule(api_call_rule(user.id.as_uuid(), "openai/*", Effect::Allow))
+        .await
+        .unwrap();
     let cipher = Arc::new(CredentialCipher::single("k1", &[5u8; 32]));
     let cred = store_credential(
         store.as_ref(),
@@ -111,13 +109,7 @@ async fn keys_never_reach_log_output() {
     }))
     .unwrap();
     tracing::debug!(config = ?config, "egress config");
-    let deps = PolicyDeps {
-        tasks: store.clone(),
-        credentials: store.clone(),
-        policy: policy.clone(),
-        audit: policy.clone(),
-        cipher,
-    };
+    let deps = PolicyDeps::from_store(store.clone(), cipher);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(EgressState::policy(&config, deps).unwrap());

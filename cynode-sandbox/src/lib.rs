@@ -40,6 +40,7 @@ mod driver;
 pub mod env;
 pub mod error;
 mod image;
+pub mod node;
 mod output;
 pub mod proxy;
 mod result;

@@ -54,6 +54,7 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+mod access;
 mod audit;
 mod chat;
 mod concurrency;
@@ -65,7 +66,9 @@ mod support;
 mod tasks;
 mod users;
 mod vectors;
+mod workflow;
 
+pub use access::*;
 pub use audit::*;
 pub use chat::*;
 pub use concurrency::*;
@@ -76,6 +79,7 @@ pub use resources::*;
 pub use tasks::*;
 pub use users::*;
 pub use vectors::*;
+pub use workflow::*;
 
 /// A boxed, sendable future, as teardown hooks return.
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -261,6 +265,9 @@ macro_rules! __conformance_cases {
             nodes_upsert_round_trip,
             nodes_update,
             nodes_capabilities,
+            workflow_leases,
+            workflow_checkpoints,
+            workflow_gate_without_plan,
             preferences_versions,
             preferences_scopes_and_listing,
             chat_threads_round_trip,
@@ -270,6 +277,9 @@ macro_rules! __conformance_cases {
             credentials_round_trip,
             credentials_conflict_and_invalid,
             credentials_usable,
+            access_rules_round_trip,
+            access_rules_invalid,
+            access_audit_round_trip_and_filters,
             vectors_round_trip,
             vectors_invalid_input,
             vectors_insert_is_atomic,
@@ -323,6 +333,7 @@ mod tests {
     #[test]
     fn every_case_is_listed() {
         let sources = [
+            include_str!("access.rs"),
             include_str!("audit.rs"),
             include_str!("chat.rs"),
             include_str!("concurrency.rs"),

@@ -12,13 +12,16 @@ use serde_json::Value;
 use super::{validate, *};
 use crate::{ArtifactId, MessageId, PreferenceId, VectorItemId};
 
+mod workflow;
 #[path = "memory_resources.rs"]
 mod resources;
+mod access;
 
 /// In-memory storage; everything is lost when it is dropped.
 #[derive(Default)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
+    access: Mutex<access::State>,
 }
 
 #[derive(Default)]
@@ -40,6 +43,8 @@ struct Inner {
     audit: Vec<AuditRecord>,
     credentials: HashMap<CredentialId, ApiCredential>,
     vectors: Vec<VectorItem>,
+    leases: HashMap<TaskId, WorkflowLease>,
+    checkpoints: HashMap<TaskId, WorkflowCheckpoint>,
     skills: HashMap<uuid::Uuid, Skill>,
     settings: std::collections::BTreeMap<String, SystemSetting>,
     setting_changes: Vec<SettingChange>,

@@ -23,12 +23,14 @@ use crate::{
     model::*,
 };
 
+mod access;
 mod audit_query;
 mod memory;
 mod preference_audit;
 mod settings;
 mod skills;
 pub(crate) mod validate;
+mod workflow;
 
 pub use audit_query::{AuditQuery, AuditQueryStore, record_id};
 pub use preference_audit::{PreferenceAuditStore, PreferenceChange};
@@ -36,6 +38,11 @@ pub use settings::{MAX_SETTING_KEY, SettingChange, SettingStore, SystemSetting};
 pub use skills::{
     DEFAULT_SKILL_NAME, MAX_SKILL_CONTENT, MAX_SKILL_NAME, NewSkill, SKILL_SCOPES, SYSTEM_SKILL_ID,
     SYSTEM_SKILL_NAME, Skill, SkillFilter, SkillStore, SkillUpdate,
+};
+
+pub use access::{
+    AccessAudit, AccessAuditFilter, AccessControlStore, AccessRule, AccessRuleFilter, Decision,
+    Effect, NewAccessRule, SUBJECT_TYPES,
 };
 
 #[cfg(feature = "postgres")]
@@ -48,6 +55,11 @@ pub use memory::MemoryStore;
 pub use postgres::{PgOptions, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use workflow::{
+    GATE_DEPENDENCIES_NOT_SATISFIED, GATE_DEPENDENCY_NOT_FOUND, GATE_PLAN_ARCHIVED,
+    GATE_PLAN_NOT_ACTIVE, GATE_PLAN_NOT_FOUND, LeaseAcquire, WorkflowCheckpoint, WorkflowLease,
+    WorkflowStore,
+};
 
 /// Users, their passwords, projects and refresh sessions.
 #[async_trait]
@@ -297,7 +309,9 @@ pub trait Store:
     + SettingStore
     + PreferenceAuditStore
     + AuditQueryStore
+    + AccessControlStore
     + StoreAdmin
+    + WorkflowStore
     + 'static
 {
 }
@@ -315,7 +329,9 @@ impl<T> Store for T where
         + SettingStore
         + PreferenceAuditStore
         + AuditQueryStore
+        + AccessControlStore
         + StoreAdmin
+        + WorkflowStore
         + 'static
 {
 }

@@ -50,7 +50,7 @@ use axum::{
 use chrono::Utc;
 use cynode_core::{
     Error as CoreError, JobId, TaskId,
-    store::{CredentialStore, TaskStore},
+    store::{CredentialStore, Store, TaskStore},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -58,8 +58,8 @@ use tracing::Instrument;
 
 pub use credentials::{NewCredential, open_credential, store_credential};
 pub use policy::{
-    ACTION_API_CALL, AccessAudit, AccessAuditStore, AccessRule, Decision, Effect,
-    MemoryPolicyStore, PolicyStore, RESOURCE_PROVIDER_OPERATION, evaluate, pattern_matches,
+    ACTION_API_CALL, AccessAudit, AccessControlStore, AccessRule, Decision, Effect, NewAccessRule,
+    RESOURCE_PROVIDER_OPERATION, api_call_rule, evaluate, pattern_matches,
 };
 pub use token::{JobClaims, JobTokenKey, TokenError};
 
@@ -107,19 +107,31 @@ impl Default for EgressConfig {
     }
 }
 
-/// What policy mode needs: task lookup, credentials, rules, audit, and the cipher.
+/// What policy mode needs: task lookup, credentials, access-control rules and audit
+/// log, and the cipher. Usually all from one store: [`PolicyDeps::from_store`].
 #[derive(Clone)]
 pub struct PolicyDeps {
     /// Resolves a task's creator.
     pub tasks: Arc<dyn TaskStore>,
     /// Encrypted credentials.
     pub credentials: Arc<dyn CredentialStore>,
-    /// Access-control rules.
-    pub policy: Arc<dyn PolicyStore>,
-    /// Access-control audit log.
-    pub audit: Arc<dyn AccessAuditStore>,
+    /// Access-control rules (`access_control_rules`) and the audit log
+    /// (`access_control_audit_log`).
+    pub access: Arc<dyn AccessControlStore>,
     /// Opens credential ciphertexts.
     pub cipher: Arc<CredentialCipher>,
+}
+
+impl PolicyDeps {
+    /// Everything from one store (memory, SQLite or PostgreSQL).
+    pub fn from_store(store: Arc<dyn Store>, cipher: Arc<CredentialCipher>) -> Self {
+        PolicyDeps {
+            tasks: store.clone(),
+            credentials: store.clone(),
+            access: store,
+            cipher,
+        }
+    }
 }
 
 enum Mode {
@@ -669,10 +681,10 @@ impl EgressState {
             reason: reason.map(str::to_string),
             task_id: eval.task_id,
             job_id: eval.job_id,
-            duration_ms: Some(u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)),
+            duration_ms: Some(i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX)),
             created_at: Utc::now(),
         };
-        if let Err(e) = deps.audit.record_access(record).await {
+        if let Err(e) = deps.access.record_access(record).await {
             tracing::error!(error = %e, "api egress audit write failed");
         }
     }
@@ -715,8 +727,8 @@ impl EgressState {
         eval.subject = Some(subject);
         let rules = async {
             let mut r = deps
-                .policy
-                .rules_for(
+                .access
+                .rules_for_subject(
                     "user",
                     Some(subject),
                     ACTION_API_CALL,
@@ -724,8 +736,8 @@ impl EgressState {
                 )
                 .await?;
             r.extend(
-                deps.policy
-                    .rules_for("system", None, ACTION_API_CALL, RESOURCE_PROVIDER_OPERATION)
+                deps.access
+                    .rules_for_subject("system", None, ACTION_API_CALL, RESOURCE_PROVIDER_OPERATION)
                     .await?,
             );
             Ok::<_, CoreError>(r)

@@ -11,6 +11,9 @@ pub enum BrowseError {
     /// The URL cannot be parsed or has no host.
     #[error("invalid url: {0}")]
     InvalidUrl(String),
+    /// The request itself is malformed (e.g. an empty search query).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// Scheme, domain policy or private-network check refused the target (before any
     /// request was sent to it).
     #[error("policy denied: {reason}")]
@@ -74,6 +77,7 @@ impl BrowseError {
     pub fn error_type(&self) -> &'static str {
         match self {
             BrowseError::InvalidUrl(_) => "invalid_url",
+            BrowseError::InvalidRequest(_) => "invalid_request",
             BrowseError::PolicyDenied { .. } => "policy_denied",
             BrowseError::RobotsDisallowed { .. } => "robots_disallowed",
             BrowseError::RedirectBlocked { .. } => "redirect_blocked",

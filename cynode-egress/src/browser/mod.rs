@@ -22,6 +22,7 @@ mod error;
 mod policy;
 mod robots;
 mod rules;
+mod search;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,6 +39,7 @@ use url::{Host, Url};
 pub use error::{BrowseError, ConfigError};
 pub use policy::{Effect, WebPolicy, WebResource, WebRule};
 pub use rules::{BrowserRules, FetchRules, RedirectRules};
+pub use search::{SearchConfig, SearchProvider, SearchRequest, SearchResult, SearchResults};
 
 use crate::sanitize::{ContentKind, ExtractMode, Extraction, Removed, SanitizeOptions, Sanitizer};
 use crate::webproxy::audit::{AuditSink, NoAudit};
@@ -74,6 +76,8 @@ pub struct BrowserConfig {
     pub connect_timeout_seconds: f64,
     /// Fetches one subject may have in flight at once (0 = unlimited).
     pub max_concurrent_per_subject: u32,
+    /// `web.search`: allowlisted providers and result limits.
+    pub search: SearchConfig,
 }
 
 impl Default for BrowserConfig {
@@ -90,6 +94,7 @@ impl Default for BrowserConfig {
             robots_cache_seconds: 3600,
             connect_timeout_seconds: 10.0,
             max_concurrent_per_subject: 4,
+            search: SearchConfig::default(),
         }
     }
 }

@@ -131,6 +131,18 @@ impl Target {
     }
 }
 
+/// Whether two model names are the same model (`name` = `name:latest`).
+pub(crate) fn same_model(a: &str, b: &str) -> bool {
+    let norm = |m: &str| {
+        if m.rsplit('/').next().is_some_and(|last| last.contains(':')) {
+            m.to_string()
+        } else {
+            format!("{m}:latest")
+        }
+    };
+    a == b || norm(a) == norm(b)
+}
+
 /// The result of a routed call: the value, the decision that led to it, the target
 /// that served it and how many attempts it took.
 #[derive(Debug)]
@@ -465,6 +477,70 @@ impl Router {
             target,
             attempts,
         })
+    }
+
+    /// The first target (in configuration order) whose `models` list names `model`;
+    /// `name` and `name:latest` are the same model.
+    pub fn target_for_model(&self, model: &str) -> Option<&str> {
+        if model.is_empty() {
+            return None;
+        }
+        self.targets
+            .iter()
+            .find(|t| t.models.iter().any(|m| same_model(m, model)))
+            .map(|t| t.name.as_str())
+    }
+
+    /// `base` with a user override naming the target that lists `model` (see
+    /// [`Router::target_for_model`]), unless `base` already overrides: a request for
+    /// a model one target serves goes to that target first. An external target must
+    /// still be allowed by the routing settings.
+    pub fn options_for_model(&self, base: &RouteOptions, model: &str) -> RouteOptions {
+        let mut opts = base.clone();
+        if opts.user_override.is_none() {
+            opts.user_override = self.target_for_model(model).map(str::to_string);
+        }
+        opts
+    }
+
+    /// Models to advertise: each target's configured `models`, or, for a target that
+    /// lists none, what its provider reports (a provider that fails to answer
+    /// contributes nothing). Tagged with the target name; no duplicates.
+    pub async fn available_models(&self) -> Vec<ModelInfo> {
+        let futs = self.targets.iter().map(|t| async move {
+            if !t.models.is_empty() {
+                return t
+                    .models
+                    .iter()
+                    .map(|m| ModelInfo {
+                        id: m.clone(),
+                        provider: t.name.clone(),
+                    })
+                    .collect();
+            }
+            match t.provider.list_models().await {
+                Ok(list) => list
+                    .into_iter()
+                    .map(|m| ModelInfo {
+                        id: m.id,
+                        provider: t.name.clone(),
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!(target_name = %t.name, kind = e.kind(), "listing models failed");
+                    Vec::new()
+                }
+            }
+        });
+        let mut out: Vec<ModelInfo> = Vec::new();
+        for list in futures::future::join_all(futs).await {
+            for m in list {
+                if !out.iter().any(|o| o.id == m.id) {
+                    out.push(m);
+                }
+            }
+        }
+        out
     }
 
     /// Models of every target, tagged with the target name; a target that fails to

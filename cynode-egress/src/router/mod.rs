@@ -25,6 +25,7 @@ mod egress;
 mod engine;
 mod error;
 mod http;
+mod inference;
 mod ollama;
 mod openai;
 mod openai_compat;
@@ -37,6 +38,7 @@ pub use engine::{
 };
 pub use error::RouterError;
 pub use http::{HttpClient, HttpConfig};
+pub use inference::{ExternalModels, JobInference, inference_router, serve_inference};
 pub use openai_compat::openai_compat_router;
 pub use provider::{
     AnthropicConfig, EgressProviderConfig, ModelProvider, OllamaConfig, OpenAiConfig,

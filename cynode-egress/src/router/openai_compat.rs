@@ -216,7 +216,8 @@ async fn chat_completions(State(st): State<CompatState>, body: Bytes) -> Respons
     if stream {
         return stream_completion(st, chat, id).await;
     }
-    match st.router.chat(&chat, &st.opts).await {
+    let opts = st.router.options_for_model(&st.opts, &chat.model);
+    match st.router.chat(&chat, &opts).await {
         Ok(routed) => {
             let r = routed.value;
             let out = Completion {
@@ -252,7 +253,8 @@ async fn chat_completions(State(st): State<CompatState>, body: Bytes) -> Respons
 }
 
 async fn stream_completion(st: CompatState, chat: ChatRequest, id: String) -> Response {
-    let routed = match st.router.chat_stream(&chat, &st.opts).await {
+    let opts = st.router.options_for_model(&st.opts, &chat.model);
+    let routed = match st.router.chat_stream(&chat, &opts).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(kind = e.kind(), error = %e, "chat stream failed to open");
@@ -336,19 +338,13 @@ async fn stream_completion(st: CompatState, chat: ChatRequest, id: String) -> Re
 }
 
 async fn models(State(st): State<CompatState>) -> Response {
-    let mut data = Vec::new();
-    for (target, res) in st.router.list_models().await {
-        match res {
-            Ok(models) => {
-                for m in models {
-                    data.push(serde_json::json!({"id": m.id, "object": "model", "created": 0, "owned_by": target}));
-                }
-            }
-            Err(e) => {
-                tracing::warn!(target_name = %target, kind = e.kind(), "listing models failed")
-            }
-        }
-    }
+    let data: Vec<serde_json::Value> = st
+        .router
+        .available_models()
+        .await
+        .into_iter()
+        .map(|m| serde_json::json!({"id": m.id, "object": "model", "created": 0, "owned_by": m.provider}))
+        .collect();
     json_response(
         serde_json::json!({"object": "list", "data": data})
             .to_string()

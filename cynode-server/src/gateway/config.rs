@@ -5,6 +5,8 @@ use std::time::Duration;
 use cynode_core::auth::PasswordParams;
 use serde::{Deserialize, Serialize};
 
+use super::chat::ChatConfig;
+
 /// Gateway settings. Every field has a default (shown per field), so an empty
 /// configuration document is valid. Secrets (the JWT keys) are not part of it: they
 /// are handed to [`GatewayState`](super::GatewayState) separately.
@@ -40,6 +42,8 @@ pub struct GatewayConfig {
     /// used for the dummy hash verified when a login names an unknown user, so both
     /// answers take as long.
     pub password_params: PasswordParams,
+    /// Chat completions: PM model and prompt, deadline, history, thread reuse.
+    pub chat: ChatConfig,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +59,7 @@ impl Default for GatewayConfig {
             inference_model: "qwen3.5:0.8b".into(),
             admin_handle: "admin".into(),
             password_params: PasswordParams::default(),
+            chat: ChatConfig::default(),
         }
     }
 }

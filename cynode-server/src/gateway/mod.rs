@@ -30,18 +30,28 @@
 //! is `400` `Invalid project_id`; logout ends only the caller's own session; a reused
 //! refresh token revokes all of the user's sessions; login is also limited per
 //! (handle, address) failures; `expires_in` is the configured access lifetime.
+//!
+//! The chat surface (`/v1/models`, `/v1/chat/completions`, `/v1/chat/threads…`) goes
+//! through the model router given as a [`ChatInference`]; `cynodeai.pm` is served by
+//! the gateway itself with the configured PM model and [`PM_SYSTEM_PROMPT`] (no PM
+//! agent process exists yet). Its own deliberate differences (newest history as
+//! context, request turns as context when several are sent, streaming, thread read
+//! routes, answers redacted too) are listed at the top of `gateway/chat.rs`.
 
 mod audit;
 mod auth;
+mod chat;
 mod config;
 mod creds;
 mod error;
 mod health;
-mod http;
+pub(crate) mod http;
 mod listing;
 mod nodes;
 mod prefs;
 mod projects;
+mod models;
+mod openai_error;
 mod ratelimit;
 mod settings;
 mod skills;
@@ -61,9 +71,20 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::{AuthUser, LoginRequest, RefreshRequest, TokenResponse};
+pub use chat::threads::{
+    AppendMessageRequest, CreateThreadRequest, CreateThreadResponse, MessageListResponse,
+    MessageResponse, ThreadListResponse, ThreadResponse,
+};
+pub use chat::{
+    AssistantMessage, ChatChoice, ChatCompletionsRequest, ChatCompletionsResponse, ChatConfig,
+    ChatInference, ChatMessageIn, MSG_NO_INFERENCE, PM_MODEL_ID, PM_SYSTEM_PROMPT, REDACTED,
+    Redactor, StreamRedactor,
+};
 pub use config::{GatewayConfig, LoginRateLimit};
 pub use error::{ApiError, ProblemDetails};
 pub use http::{RequestId, X_REQUEST_ID};
+pub use models::{ModelList, ModelObject};
+pub use openai_error::{OpenAiError, OpenAiErrorBody, OpenAiErrorDetail};
 pub use state::{
     Clock, GatewayState, GatewayStateBuilder, ManualClock, QueueOnlyDispatcher, ReadinessCheck,
     SystemClock, TaskDispatcher,
@@ -96,9 +117,9 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users, tasks, skills, preferences, settings, nodes, credentials, audit and projects."),
+    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users, tasks, OpenAI-compatible chat, skills, preferences, settings, nodes, credentials, audit and projects."),
     modifiers(&BearerAuth),
-    components(schemas(ProblemDetails)),
+    components(schemas(ProblemDetails, OpenAiErrorBody)),
     tags(
         (name = "probes", description = "Health and readiness"),
         (name = "auth", description = "Login, refresh, logout"),
@@ -111,6 +132,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
         (name = "credentials", description = "API credentials (metadata only)"),
         (name = "audit", description = "Audit events"),
         (name = "projects", description = "Projects"),
+        (name = "chat", description = "OpenAI-compatible chat, threads and messages"),
     )
 )]
 struct ApiDoc;
@@ -173,6 +195,17 @@ fn routes(state: &GatewayState) -> OpenApiRouter<GatewayState> {
         .routes(routes!(projects::list_projects))
         .routes(routes!(projects::set_project))
         .routes(routes!(projects::get_project))
+        .routes(routes!(models::list_models))
+        .routes(routes!(chat::chat_completions))
+        .routes(routes!(
+            chat::threads::create_thread,
+            chat::threads::list_threads
+        ))
+        .routes(routes!(chat::threads::get_thread))
+        .routes(routes!(
+            chat::threads::list_messages,
+            chat::threads::append_message
+        ))
         .route_layer(from_fn_with_state(
             state.clone(),
             auth::require_access_token,

@@ -10,6 +10,7 @@ use cynode_core::model::{Job, PasswordHash, Task, Timestamp};
 use cynode_core::store::Store;
 use tokio::sync::{OnceCell, Semaphore};
 
+use super::chat::{ChatInference, ChatRuntime};
 use super::config::GatewayConfig;
 use super::ratelimit::LoginLimiter;
 
@@ -111,6 +112,8 @@ pub(crate) struct Inner {
     pub(crate) hash_gate: Semaphore,
     /// Verified against when a login names no usable account, to equalize timing.
     pub(crate) dummy_hash: OnceCell<PasswordHash>,
+    /// Chat inference, redaction and thread locks.
+    pub(crate) chat: ChatRuntime,
 }
 
 impl fmt::Debug for GatewayState {
@@ -139,6 +142,7 @@ impl GatewayState {
             clock: Arc::new(SystemClock),
             dispatcher: Arc::new(QueueOnlyDispatcher),
             readiness: Vec::new(),
+            inference: None,
         }
     }
 
@@ -165,6 +169,7 @@ pub struct GatewayStateBuilder {
     clock: Arc<dyn Clock>,
     dispatcher: Arc<dyn TaskDispatcher>,
     readiness: Vec<Arc<dyn ReadinessCheck>>,
+    inference: Option<ChatInference>,
 }
 
 impl fmt::Debug for GatewayStateBuilder {
@@ -196,6 +201,12 @@ impl GatewayStateBuilder {
         self.readiness.push(check);
         self
     }
+    /// Sets the inference behind the chat surface (without it, completions answer
+    /// `503` `model_unavailable` saying how to configure one).
+    pub fn inference(mut self, inference: ChatInference) -> Self {
+        self.inference = Some(inference);
+        self
+    }
     /// Builds the state.
     pub fn build(self) -> GatewayState {
         let hashers = std::thread::available_parallelism()
@@ -213,6 +224,7 @@ impl GatewayStateBuilder {
                 readiness: self.readiness,
                 hash_gate: Semaphore::new(hashers),
                 dummy_hash: OnceCell::new(),
+                chat: ChatRuntime::new(self.inference),
             }),
         }
     }

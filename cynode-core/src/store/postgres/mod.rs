@@ -16,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use super::StoreAdmin;
 use crate::{Error, Result};
 
+mod access;
 mod audit;
 mod chat;
 mod credentials;
@@ -27,6 +28,7 @@ mod rows;
 mod tasks;
 mod users;
 mod vectors;
+mod workflow;
 
 use error::db_err;
 

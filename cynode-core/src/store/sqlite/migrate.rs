@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "system settings and preference audit",
         sql: include_str!("../../../migrations/sqlite/0002_settings_and_preference_audit.sql"),
     },
+    Migration {
+        version: 3,
+        description: "access audit job and duration",
+        sql: include_str!("../../../migrations/sqlite/0003_access_audit_job.sql"),
+    },
 ];
 
 /// Highest version this build ships.

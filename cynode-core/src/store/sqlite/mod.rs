@@ -36,6 +36,7 @@ use super::StoreAdmin;
 use crate::model::Timestamp;
 use crate::{Error, Result};
 
+mod access;
 mod audit;
 mod chat;
 mod credentials;
@@ -46,6 +47,7 @@ mod resources;
 mod tasks;
 mod users;
 mod vectors;
+mod workflow;
 
 /// How long a connection waits for another process's write lock before giving up with
 /// a retryable error.

@@ -1,0 +1,24 @@
+//! The worker node: the Worker API router a node serves to the orchestrator and the
+//! node manager that registers the node with the control plane and keeps it there
+//! (`node-protocol.md` §2, §4, §6, §8–10).
+//!
+//! - [`worker_api_router`] builds the `axum::Router` of the Worker API over a
+//!   [`WorkerApiState`]: bearer-authenticated `POST /v1/worker/jobs:run` (jobs run
+//!   through the sandbox [`crate::Driver`]), the telemetry routes, and open `/healthz`
+//!   and `/readyz`.
+//! - [`NodeManager`] waits for the control plane, registers with the pre-shared key and a
+//!   measured [`capability`] report, fetches and applies the node configuration (Worker
+//!   API token, limits), acknowledges it, sends heartbeats, re-registers when its token
+//!   is refused or about to expire, and drains on shutdown.
+//! - [`Telemetry`] is the node's bounded record of containers and log events served by
+//!   the telemetry routes.
+
+mod api;
+pub mod capability;
+mod manager;
+mod problem;
+mod telemetry;
+
+pub use api::{DrainReport, WorkerApiConfig, WorkerApiState, worker_api_router};
+pub use manager::{NodeManager, NodeManagerConfig, ShutdownOutcome};
+pub use telemetry::Telemetry;
