@@ -9,6 +9,9 @@
 //!   tracing span, body limit, timeout, JWT verification, thread lookup, redaction,
 //!   storing both messages and the audit record in SQLite, routing through the model
 //!   router) with a bearer token, model `mock`;
+//! - `cynode-mem`: the same gateway on the in-memory store (the gateway's own work
+//!   without the three durable SQLite commits — user message, answer, audit record —
+//!   that `synchronous = FULL` makes one fsync each);
 //! - `litellm`: LiteLLM's proxy (`/opt/peers/litellm-venv`, the config of
 //!   `../shared/peers/litellm.sh`: no database, telemetry off, one worker).
 //!
@@ -38,7 +41,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cynode_core::auth::{JwtKey, JwtKeys, bootstrap_admin, issue_access_token};
-use cynode_core::store::{SqliteStore, Store};
+use cynode_core::store::{MemoryStore, SqliteStore, Store};
 use cynode_egress::router::{Router, RouterConfig};
 use cynode_server::gateway::{ChatInference, GatewayConfig, GatewayState, router};
 
@@ -235,7 +238,7 @@ fn fixed_rate(port: u16, bearer: Option<&str>, rate: u64, n: u64, w: u64, label:
         p99: pct(&lat, 99.0),
     };
     eprintln!(
-        "[gateway bench] fixed rate {rate}/s {label:<8} n={n} p50={:.3} p99={:.3} max={:.3} ms (late sends: {late})",
+        "[gateway bench] fixed rate {rate}/s {label:<10} n={n} p50={:.3} p99={:.3} max={:.3} ms (late sends: {late})",
         l.p50,
         l.p99,
         lat.last().copied().unwrap_or(f64::NAN)
@@ -285,7 +288,7 @@ fn sequential(
         p99: v["p99_ms"].as_f64().unwrap_or(f64::NAN),
     };
     eprintln!(
-        "[gateway bench] sequential {label:<8} n={k} p50={:.3} p99={:.3} ms",
+        "[gateway bench] sequential {label:<10} n={k} p50={:.3} p99={:.3} ms",
         l.p50, l.p99
     );
     l
@@ -363,9 +366,9 @@ fn start_litellm(peers: &Path, mock_port: u16, dir: &Path) -> Option<(Proc, u16,
 
 /// Serves the gateway on a free port from a thread of its own; returns the port and an
 /// access token.
-fn start_gateway(mock_port: u16, dir: &Path) -> (u16, String) {
+fn start_gateway(mock_port: u16, dir: Option<&Path>) -> (u16, String) {
     let port = free_port();
-    let db = dir.join("gateway.db");
+    let db = dir.map(|d| d.join("gateway.db"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -373,7 +376,10 @@ fn start_gateway(mock_port: u16, dir: &Path) -> (u16, String) {
             .build()
             .expect("tokio runtime");
         rt.block_on(async move {
-            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db).await.expect("sqlite"));
+            let store: Arc<dyn Store> = match db {
+                Some(db) => Arc::new(SqliteStore::open(&db).await.expect("sqlite")),
+                None => Arc::new(MemoryStore::new()),
+            };
             let admin = bootstrap_admin(store.as_ref(), "admin", "admin123")
                 .await
                 .expect("bootstrap");
@@ -455,8 +461,10 @@ fn main() {
         wait_http(mock_port, "/health", 20),
         "mock-openai.py did not start"
     );
-    let (gw_port, token) = start_gateway(mock_port, dir.path());
+    let (gw_port, token) = start_gateway(mock_port, Some(dir.path()));
     assert!(wait_http(gw_port, "/healthz", 20), "gateway did not start");
+    let (mem_port, mem_token) = start_gateway(mock_port, None);
+    assert!(wait_http(mem_port, "/healthz", 20), "gateway did not start");
     let lite = if std::env::var("BENCH_SKIP_LITELLM").is_ok_and(|v| v == "1") {
         None
     } else {
@@ -467,6 +475,7 @@ fn main() {
     let mut targets: Vec<(&str, u16, Option<&str>)> = vec![
         ("direct", mock_port, None),
         ("cynode", gw_port, Some(token.as_str())),
+        ("cynode-mem", mem_port, Some(mem_token.as_str())),
     ];
     if let Some((_, p, _)) = &lite {
         targets.push(("litellm", *p, Some(LITELLM_KEY)));
@@ -506,12 +515,14 @@ fn main() {
         "", "rate p50 (ms)", "rate p99 (ms)", "seq p50 (ms)", "seq p99 (ms)"
     );
     let mut ours = (f64::NAN, f64::NAN);
+    let mut mem = (f64::NAN, f64::NAN);
     let mut theirs = None;
     for (i, (label, _, _)) in targets.iter().enumerate().skip(1) {
         let (r50, r99) = med(&rate_added[i]);
         let (s50, s99) = med(&seq_added[i]);
         let name = match *label {
             "cynode" => "cynode gateway (SQLite, full path)".to_string(),
+            "cynode-mem" => "cynode gateway (memory store)".to_string(),
             _ => format!(
                 "litellm proxy {}",
                 lite.as_ref().map(|l| l.2.as_str()).unwrap_or("")
@@ -520,7 +531,9 @@ fn main() {
         println!("{name:<34} {r50:>14.3} {r99:>14.3} {s50:>14.3} {s99:>14.3}");
         if *label == "cynode" {
             ours = (r99, s99);
-        } else {
+        } else if *label == "cynode-mem" {
+            mem = (r99, s99);
+        } else if *label == "litellm" {
             theirs = Some((r99, s99));
         }
     }
@@ -534,19 +547,29 @@ fn main() {
         };
         println!(
             "{:<34} {:>14} {:>14} {:>14} {:>14}",
-            "ratio litellm / cynode (p99)",
+            "ratio litellm / cynode SQLite p99",
             "",
             ratio(l_rate, ours.0),
             "",
             ratio(l_seq, ours.1)
         );
+        println!(
+            "{:<34} {:>14} {:>14} {:>14} {:>14}",
+            "ratio litellm / cynode memory p99",
+            "",
+            ratio(l_rate, mem.0),
+            "",
+            ratio(l_seq, mem.1)
+        );
     } else {
         println!("litellm proxy: not run");
     }
     println!(
-        "cynode-gateway: rate={rate}/s n={n} added_p99_ms={:.3} seq_added_p99_ms={:.3} goal_p99_lt_1ms={}",
+        "cynode-gateway: rate={rate}/s n={n} added_p99_ms={:.3} seq_added_p99_ms={:.3} memory_added_p99_ms={:.3} memory_seq_added_p99_ms={:.3} goal_p99_lt_1ms={}",
         ours.0,
         ours.1,
+        mem.0,
+        mem.1,
         if ours.0 < 1.0 { "met" } else { "missed" }
     );
 }
