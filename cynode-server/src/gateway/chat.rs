@@ -38,7 +38,15 @@
 //! - an `OpenAI-Project` UUID naming no project is `400` (a non-UUID value is still
 //!   ignored); failed completions are audited too (`error`, `timeout`, `canceled`);
 //! - answers are redacted like requests, so a secret echoed by a model is neither
-//!   stored nor returned.
+//!   stored nor returned;
+//! - `GET /v1/models` also lists the models the router's targets report (listed in
+//!   the background, cached for a minute).
+//!
+//! The context of a thread is kept in memory as its trimmed tail (at most 1024
+//! threads), extended on every append this process makes and checked against the
+//! thread's `updated_at`, so a long thread is not read back whole for every
+//! completion; any append the cache did not see (another route, another process)
+//! makes the next completion read the thread from storage again.
 
 mod redact;
 pub(crate) mod threads;
