@@ -452,13 +452,14 @@ async fn a_registered_worker_runs_a_shell_job_and_bad_node_tokens_are_refused() 
     let (_, logs) = o.get(&format!("/v1/tasks/{id}/logs")).await;
     assert_eq!(logs["stdout"], "hello from 10001\n");
 
-    // Node tokens on the control plane: a valid one works, a forged or expired one is
+    // Node tokens on the control plane (the orchestrator signs them with JWT_SECRET,
+    // key id `node`): a valid one works, a forged or expired one is
     // refused.
     let config = format!("{}/v1/nodes/config", o.cp());
     let now = cynode_core::model::Timestamp::from(std::time::SystemTime::now());
-    let real = JwtKeys::new(JwtKey::new("k1", JWT.as_bytes().to_vec()));
+    let real = JwtKeys::new(JwtKey::new("node", JWT.as_bytes().to_vec()));
     let other = JwtKeys::new(JwtKey::new(
-        "k1",
+        "node",
         b"another-signing-key-of-at-least-32-bytes".to_vec(),
     ));
     let node = cynode_core::NodeId::from(node_id);
