@@ -305,3 +305,22 @@ async fn serve_on_postgresql_with_a_bootstrap_file_stops_on_sigterm() {
     store.close().await;
     drop_db(&admin, &name).await;
 }
+
+#[test]
+fn a_malformed_image_alias_stops_the_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = run(orchestrator(tmp.path())
+        .args(["serve", "--gateway-listen", "127.0.0.1:0"])
+        .args(["--control-plane-listen", "127.0.0.1:0"])
+        .env("API_EGRESS_DISABLED", "true")
+        .env("JWT_SECRET", JWT)
+        .env("NODE_REGISTRATION_PSK", "psk-for-the-test")
+        .env("BOOTSTRAP_ADMIN_PASSWORD", "an admin password")
+        .env("SANDBOX_IMAGE_ALIASES", "alpine:latest=local/alpine,nonsense"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("SANDBOX_IMAGE_ALIASES: \"nonsense\" is not `from=to`"),
+        "{}",
+        stderr(&out)
+    );
+}
