@@ -316,7 +316,10 @@ fn a_malformed_image_alias_stops_the_start() {
         .env("JWT_SECRET", JWT)
         .env("NODE_REGISTRATION_PSK", "psk-for-the-test")
         .env("BOOTSTRAP_ADMIN_PASSWORD", "an admin password")
-        .env("SANDBOX_IMAGE_ALIASES", "alpine:latest=local/alpine,nonsense"));
+        .env(
+            "SANDBOX_IMAGE_ALIASES",
+            "alpine:latest=local/alpine,nonsense",
+        ));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("SANDBOX_IMAGE_ALIASES: \"nonsense\" is not `from=to`"),
