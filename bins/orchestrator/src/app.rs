@@ -667,10 +667,21 @@ pub async fn start(
         let poll =
             parse_duration(&common.dispatch_poll_interval).context("DISPATCH_POLL_INTERVAL")?;
         let stale = parse_duration(&common.node_stale_after).context("NODE_STALE_AFTER")?;
+        let mut image_aliases = overrides.image_aliases;
+        for pair in common.image_aliases.iter().filter(|p| !p.trim().is_empty()) {
+            let Some((from, to)) = pair
+                .split_once('=')
+                .map(|(f, t)| (f.trim(), t.trim()))
+                .filter(|(f, t)| !f.is_empty() && !t.is_empty())
+            else {
+                anyhow::bail!("SANDBOX_IMAGE_ALIASES: {pair:?} is not `from=to`");
+            };
+            image_aliases.insert(from.to_string(), to.to_string());
+        }
         let config = DispatchConfig {
             poll_interval: poll.max(Duration::from_millis(10)),
             node_stale_after: Some(stale),
-            image_aliases: overrides.image_aliases,
+            image_aliases,
             shutdown_grace: Duration::from_secs(common.shutdown_grace_sec),
             ..DispatchConfig::default()
         };

@@ -282,6 +282,17 @@ pub struct Common {
           value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub dispatcher_enabled: bool,
 
+    /// Job images rewritten before dispatch, e.g. to a local mirror or a preloaded
+    /// image on air-gapped nodes: comma-separated `from=to` pairs
+    /// (`alpine:latest=registry.internal/alpine:3.20`).
+    #[arg(
+        long = "image-alias",
+        env = "SANDBOX_IMAGE_ALIASES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub image_aliases: Vec<String>,
+
     /// How often the dispatcher looks at the queue without a wake-up (Go duration).
     #[arg(
         long,
