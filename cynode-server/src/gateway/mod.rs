@@ -47,6 +47,7 @@ mod error;
 mod health;
 pub(crate) mod http;
 mod listing;
+mod metrics;
 mod models;
 mod nodes;
 mod openai_error;
@@ -243,28 +244,37 @@ pub fn router(state: GatewayState) -> Router {
             .allow_headers(tower_http::cors::Any)
     });
     let max_body = state.inner.config.max_body_bytes;
-    api.route(
-        OPENAPI_PATH,
-        axum::routing::get(move || {
-            let body = doc_json.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-            }
-        }),
-    )
-    .fallback(http::not_found)
-    .method_not_allowed_fallback(http::method_not_allowed)
-    .layer(
-        ServiceBuilder::new()
-            .layer(from_fn(http::observe))
-            .layer(CatchPanicLayer::custom(http::panic_response))
-            .layer(from_fn_with_state(state.clone(), http::limit_body))
-            .layer(DefaultBodyLimit::max(max_body))
-            .layer(from_fn_with_state(state.clone(), http::timeout))
-            .option_layer(cors),
-    )
-    .with_state(state)
+    let metrics = std::sync::Arc::new(metrics::Metrics::default());
+    api.route_layer(from_fn_with_state(metrics.clone(), metrics::record))
+        .route(
+            metrics::METRICS_PATH,
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move { metrics::serve(&metrics) }
+            }),
+        )
+        .route(
+            OPENAPI_PATH,
+            axum::routing::get(move || {
+                let body = doc_json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        )
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(http::observe))
+                .layer(CatchPanicLayer::custom(http::panic_response))
+                .layer(from_fn_with_state(state.clone(), http::limit_body))
+                .layer(DefaultBodyLimit::max(max_body))
+                .layer(from_fn_with_state(state.clone(), http::timeout))
+                .option_layer(cors),
+        )
+        .with_state(state)
 }

@@ -7,9 +7,11 @@
 //! them): missing, [`Stack::start`] returns `None` and the test is skipped, or fails
 //! under `CYNODE_REQUIRE_SERVICES=1`.
 //!
-//! The orchestrator binary is not a dependency of this package, so it is built once per
-//! test process with `cargo build -p cynode-orchestrator` into the target directory of
-//! this build (a no-op when the workspace build made it already).
+//! The orchestrator binary is not a dependency of this package: the tests take it from
+//! this build's target directory, where a workspace build (`cargo nextest run
+//! --workspace`, `scripts/test.sh`) puts it, and build it with `cargo build -p
+//! cynode-orchestrator` only when it is missing (after `cargo test -p cynork` alone, run
+//! that build yourself if the orchestrator changed).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
@@ -69,6 +71,12 @@ fn orchestrator_bin() -> PathBuf {
             .and_then(|n| n.to_str())
             .expect("profile name");
         let profile = if profile == "debug" { "dev" } else { profile };
+        let bin = profile_dir.join("cynode-orchestrator");
+        if bin.is_file() {
+            // A per-package build unifies features differently from the workspace build
+            // and would recompile for minutes; the workspace build already made it.
+            return bin;
+        }
         let out = Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -91,7 +99,6 @@ fn orchestrator_bin() -> PathBuf {
             "cargo build -p cynode-orchestrator failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let bin = profile_dir.join("cynode-orchestrator");
         assert!(bin.is_file(), "{} was not built", bin.display());
         bin
     })
