@@ -399,6 +399,7 @@ mod tests {
                 job_spec_json: spec.into(),
                 ..Default::default()
             },
+            inference: None,
         }
     }
 
