@@ -496,7 +496,10 @@ mod tests {
         let grant = r.inference.as_ref().unwrap();
         assert_eq!(grant.token, token);
         assert_eq!(grant.external[0].models, ["gpt-4o-mini"]);
-        assert_eq!(serde_json::to_value(&r).unwrap()["inference"], body["inference"]);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["inference"],
+            body["inference"]
+        );
         let debug = format!("{r:?} {grant:?} {r:#?}");
         assert!(!debug.contains("secret-job-token"), "{debug}");
         assert!(debug.contains("[REDACTED]") && debug.contains("http://egress:12084"));
@@ -505,7 +508,12 @@ mod tests {
             serde_json::from_value(json!({"version": 1, "sandbox": {"command": ["true"]}}))
                 .unwrap();
         assert!(plain.inference.is_none());
-        assert!(serde_json::to_value(&plain).unwrap().get("inference").is_none());
+        assert!(
+            serde_json::to_value(&plain)
+                .unwrap()
+                .get("inference")
+                .is_none()
+        );
     }
 
     #[test]
