@@ -35,9 +35,10 @@ mod sse;
 use std::time::Duration;
 
 use cynode_core::proto::v1::gateway::{
-    CancelTaskResponse, ChatCompletion, ChatCompletionRequest, CreateTaskRequest, LoadSkillRequest,
-    LoginRequest, LogoutRequest, ModelList, RefreshRequest, Skill, SkillList, SkillListQuery,
-    SkillMeta, Task, TaskList, TaskListQuery, TaskLogs, TaskResult, ThreadCreated, TokenResponse,
+    CancelTaskResponse, ChatCompletion, ChatCompletionRequest, CreateTaskRequest, EffectivePrefs,
+    LoadSkillRequest, LoginRequest, LogoutRequest, ModelList, PageQuery, PrefList, PrefQuery,
+    RefreshRequest, SetPrefRequest, SetSettingRequest, Skill, SkillList, SkillListQuery, SkillMeta,
+    Task, TaskList, TaskListQuery, TaskLogs, TaskResult, ThreadCreated, TokenResponse,
     UpdateSkillRequest, UserInfo,
 };
 pub use reqwest::Method;
@@ -180,10 +181,10 @@ impl GatewayClient {
 
     fn request(&self, method: Method, url: Url, auth: Auth) -> reqwest::RequestBuilder {
         let mut r = self.http.request(method, url);
-        if auth == Auth::Bearer {
-            if let Some(t) = &self.token {
-                r = r.bearer_auth(t);
-            }
+        if auth == Auth::Bearer
+            && let Some(t) = &self.token
+        {
+            r = r.bearer_auth(t);
         }
         r
     }
@@ -588,6 +589,132 @@ impl GatewayClient {
         ))
         .await
         .map(drop)
+    }
+}
+
+impl GatewayClient {
+    // ------------------------------------------------------------ preferences, settings
+
+    /// `GET /v1/prefs`: entries of one scope.
+    pub async fn list_prefs(&self, query: &PrefQuery) -> Result<PrefList> {
+        self.call::<(), _>(
+            Method::GET,
+            &["v1", "prefs"],
+            Some(&erased::Q(query)),
+            None,
+            Auth::Bearer,
+        )
+        .await
+    }
+
+    /// `GET /v1/prefs/effective`: merged preferences (for `task_id`/`project_id`, or
+    /// the caller).
+    pub async fn effective_prefs(&self, query: &PrefQuery) -> Result<EffectivePrefs> {
+        self.call::<(), _>(
+            Method::GET,
+            &["v1", "prefs", "effective"],
+            Some(&erased::Q(query)),
+            None,
+            Auth::Bearer,
+        )
+        .await
+    }
+
+    /// `POST /v1/prefs`: creates or replaces an entry; returns the gateway's answer.
+    pub async fn set_pref(&self, req: &SetPrefRequest) -> Result<Value> {
+        self.call(
+            Method::POST,
+            &["v1", "prefs"],
+            None,
+            Some(req),
+            Auth::Bearer,
+        )
+        .await
+    }
+
+    /// `DELETE /v1/prefs`: deletes the entry `query` names.
+    pub async fn delete_pref(&self, query: &PrefQuery) -> Result<Value> {
+        self.call::<(), _>(
+            Method::DELETE,
+            &["v1", "prefs"],
+            Some(&erased::Q(query)),
+            None,
+            Auth::Bearer,
+        )
+        .await
+    }
+
+    /// `GET /v1/settings` (one key when given).
+    pub async fn settings(&self, key: Option<&str>) -> Result<Value> {
+        let q: Vec<(&str, &str)> = key.map(|k| vec![("key", k)]).unwrap_or_default();
+        self.request_value(Method::GET, &["v1", "settings"], &q, None)
+            .await
+    }
+
+    /// `POST /v1/settings` (admin).
+    pub async fn set_setting(&self, req: &SetSettingRequest) -> Result<Value> {
+        self.call(
+            Method::POST,
+            &["v1", "settings"],
+            None,
+            Some(req),
+            Auth::Bearer,
+        )
+        .await
+    }
+
+    // ------------------------------------------------------------ nodes, creds, audit, projects
+
+    async fn page(&self, segments: &[&str], page: &PageQuery) -> Result<Value> {
+        self.call::<(), _>(
+            Method::GET,
+            segments,
+            Some(&erased::Q(page)),
+            None,
+            Auth::Bearer,
+        )
+        .await
+    }
+
+    /// `GET /v1/nodes`.
+    pub async fn nodes(&self, page: &PageQuery) -> Result<Value> {
+        self.page(&["v1", "nodes"], page).await
+    }
+
+    /// `GET /v1/nodes/{id}`.
+    pub async fn node(&self, id: &str) -> Result<Value> {
+        self.request_value(Method::GET, &["v1", "nodes", id], &[], None)
+            .await
+    }
+
+    /// `GET /v1/creds` (metadata only).
+    pub async fn creds(&self, page: &PageQuery) -> Result<Value> {
+        self.page(&["v1", "creds"], page).await
+    }
+
+    /// `GET /v1/audit` with filters such as `resource_type`, `actor_id`, `since`,
+    /// `until`, `limit`, `cursor`.
+    pub async fn audit(&self, filters: &[(&str, &str)]) -> Result<Value> {
+        self.request_value(Method::GET, &["v1", "audit"], filters, None)
+            .await
+    }
+
+    /// `GET /v1/projects`.
+    pub async fn projects(&self, page: &PageQuery) -> Result<Value> {
+        self.page(&["v1", "projects"], page).await
+    }
+
+    /// `GET /v1/projects/{id}`.
+    pub async fn project(&self, id: &str) -> Result<Value> {
+        self.request_value(Method::GET, &["v1", "projects", id], &[], None)
+            .await
+    }
+
+    /// `POST /v1/projects/set`: selects the active project (`None` clears it).
+    pub async fn set_project(&self, id: Option<&str>) -> Result<Value> {
+        let body = serde_json::json!({ "project_id": id });
+        self.request_value(Method::POST, &["v1", "projects", "set"], &[], Some(&body))
+            .await
     }
 }
 

@@ -9,7 +9,10 @@
 //!   Worker API call, retries, fenced results), see [`dispatch::Dispatcher`].
 //! - [`gateway`]: the user API gateway (accounts, authentication, tasks), see
 //!   [`gateway::router`].
+//! - [`bootstrap`]: the start-up import of the bootstrap YAML file (system
+//!   preferences, settings, access-control rules, the first admin).
 
+pub mod bootstrap;
 pub mod control_plane;
 pub mod dispatch;
 pub mod gateway;

@@ -109,10 +109,10 @@ pub fn run(argv: Vec<String>) -> BoxFut {
             _ => return Err(CliError::usage("output must be table or json")),
         };
         let mut gateway_url = file.gateway_url.clone();
-        if let Ok(v) = std::env::var("CYNORK_GATEWAY_URL") {
-            if !v.trim().is_empty() {
-                gateway_url = v;
-            }
+        if let Ok(v) = std::env::var("CYNORK_GATEWAY_URL")
+            && !v.trim().is_empty()
+        {
+            gateway_url = v;
         }
         if gateway_url.trim().is_empty() {
             gateway_url = config::DEFAULT_GATEWAY_URL.into();

@@ -123,10 +123,10 @@ pub fn render(cfg: &ConfigFile) -> String {
         yaml_scalar(&cfg.token),
         yaml_scalar(&cfg.refresh_token)
     );
-    if !cfg.other.is_empty() {
-        if let Ok(rest) = serde_norway::to_string(&Value::Mapping(cfg.other.clone())) {
-            out.push_str(&rest);
-        }
+    if !cfg.other.is_empty()
+        && let Ok(rest) = serde_norway::to_string(&Value::Mapping(cfg.other.clone()))
+    {
+        out.push_str(&rest);
     }
     out
 }

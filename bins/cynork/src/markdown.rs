@@ -173,48 +173,46 @@ pub fn inline(s: &str) -> String {
     };
     while i < chars.len() {
         let c = chars[i];
-        if c == '`' {
-            if let Some(end) = find(i + 1, &['`']) {
-                let code: String = chars[i + 1..end].iter().collect();
-                out.push_str(&format!("{CYAN}{code}{RESET}"));
-                i = end + 1;
-                continue;
-            }
+        if c == '`'
+            && let Some(end) = find(i + 1, &['`'])
+        {
+            let code: String = chars[i + 1..end].iter().collect();
+            out.push_str(&format!("{CYAN}{code}{RESET}"));
+            i = end + 1;
+            continue;
         }
-        if (c == '*' || c == '_') && chars.get(i + 1) == Some(&c) {
-            if let Some(end) = find(i + 2, &[c, c]).filter(|&e| e > i + 2) {
-                let inner: String = chars[i + 2..end].iter().collect();
-                out.push_str(&format!("{BOLD}{}{RESET}", inline(&inner)));
-                i = end + 2;
-                continue;
-            }
+        if (c == '*' || c == '_')
+            && chars.get(i + 1) == Some(&c)
+            && let Some(end) = find(i + 2, &[c, c]).filter(|&e| e > i + 2)
+        {
+            let inner: String = chars[i + 2..end].iter().collect();
+            out.push_str(&format!("{BOLD}{}{RESET}", inline(&inner)));
+            i = end + 2;
+            continue;
         }
         if (c == '*' || c == '_')
             && chars.get(i + 1).is_some_and(|n| !n.is_whitespace())
             && (c == '*' || i == 0 || !chars[i - 1].is_alphanumeric())
+            && let Some(end) = find(i + 1, &[c]).filter(|&e| e > i + 1)
         {
-            if let Some(end) = find(i + 1, &[c]).filter(|&e| e > i + 1) {
-                let inner: String = chars[i + 1..end].iter().collect();
-                out.push_str(&format!("{ITALIC}{}{RESET}", inline(&inner)));
-                i = end + 1;
-                continue;
-            }
+            let inner: String = chars[i + 1..end].iter().collect();
+            out.push_str(&format!("{ITALIC}{}{RESET}", inline(&inner)));
+            i = end + 1;
+            continue;
         }
-        if c == '[' {
-            if let Some(close) = find(i + 1, &[']']) {
-                if chars.get(close + 1) == Some(&'(') {
-                    if let Some(end) = find(close + 2, &[')']) {
-                        let text: String = chars[i + 1..close].iter().collect();
-                        let url: String = chars[close + 2..end].iter().collect();
-                        out.push_str(&format!(
-                            "{}{DIM} ({UNDERLINE}{url}{RESET}{DIM}){RESET}",
-                            inline(&text)
-                        ));
-                        i = end + 1;
-                        continue;
-                    }
-                }
-            }
+        if c == '['
+            && let Some(close) = find(i + 1, &[']'])
+            && chars.get(close + 1) == Some(&'(')
+            && let Some(end) = find(close + 2, &[')'])
+        {
+            let text: String = chars[i + 1..close].iter().collect();
+            let url: String = chars[close + 2..end].iter().collect();
+            out.push_str(&format!(
+                "{}{DIM} ({UNDERLINE}{url}{RESET}{DIM}){RESET}",
+                inline(&text)
+            ));
+            i = end + 1;
+            continue;
         }
         out.push(c);
         i += 1;

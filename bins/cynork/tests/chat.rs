@@ -1,10 +1,6 @@
 //! cynork's chat and models commands against the gateway's chat surface, with a mock
 //! LLM behind the model router: one-shot, streamed replies, errors, and an interactive
 //! session through a pseudo-terminal.
-//!
-//! The chat routes come with the gateway's chat surface; these tests are compiled with
-//! `--features e2e-chat` until it is part of the same tree.
-#![cfg(feature = "e2e-chat")]
 
 mod common;
 

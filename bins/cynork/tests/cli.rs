@@ -729,3 +729,30 @@ fn login_prompts_for_the_password_without_echo_on_a_terminal() {
     p.expect(expectrl::Eof).expect("exit");
     assert!(config_value(&cfg, "token").is_some_and(|t| !t.is_empty()));
 }
+
+/// Through a pseudo-terminal: the shell completes commands, subcommands and the
+/// caller's task names with Tab.
+#[test]
+fn shell_tab_completes_commands_and_task_names() {
+    let s = Stack::start();
+    let cfg = logged_in(&s, "shpty");
+    s.cynork(
+        &cfg,
+        &["task", "create", "-p", "x", "--name", "hello-world"],
+        None,
+    )
+    .ok();
+    let mut p = expectrl::Session::spawn(s.command(&cfg, &["shell"])).expect("spawn in a pty");
+    p.set_expect_timeout(Some(Duration::from_secs(30)));
+    p.expect("cynork> ").expect("prompt");
+    p.send("tas\t").expect("type");
+    p.expect("task").expect("command completed");
+    p.send(" resu\t").expect("type");
+    p.expect("result").expect("subcommand completed");
+    p.send(" hello-w\t").expect("type");
+    p.expect("hello-world").expect("task name completed");
+    p.send("\r").expect("enter");
+    p.expect("status=queued").expect("command ran");
+    p.send_line("exit").expect("exit");
+    p.expect(expectrl::Eof).expect("shell ends");
+}

@@ -1,8 +1,5 @@
 //! cynork's skills and resource commands (cli.md §12–13) against the gateway's resource
 //! routes, in the exact forms acceptance scripts use (positional words included).
-//!
-//! Compiled with `--features e2e-resources` until those routes are in the same tree.
-#![cfg(feature = "e2e-resources")]
 
 mod common;
 

@@ -88,27 +88,28 @@ fn parse_error_body(body: &[u8]) -> (Option<String>, Option<String>) {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return (None, None);
     };
-    if v.get("error").is_some_and(|e| e.is_object()) {
-        if let Ok(e) = serde_json::from_value::<OpenAiErrorBody>(v.clone()) {
-            let message = Some(e.error.message).filter(|m| !m.is_empty());
-            let code = e.error.code.filter(|c| !c.is_empty());
-            return (message, code);
-        }
+    if v.get("error").is_some_and(|e| e.is_object())
+        && let Ok(e) = serde_json::from_value::<OpenAiErrorBody>(v.clone())
+    {
+        let message = Some(e.error.message).filter(|m| !m.is_empty());
+        let code = e.error.code.filter(|c| !c.is_empty());
+        return (message, code);
     }
-    if v.get("category").is_some() && v.get("error").is_some_and(|e| e.is_string()) {
-        if let Ok(p) = serde_json::from_value::<PolicyViolation>(v.clone()) {
-            let detail = if p.triggering_text.is_empty() {
-                p.error
-            } else {
-                format!("{}: {:?}", p.error, p.triggering_text)
-            };
-            return (Some(detail), Some(p.category).filter(|c| !c.is_empty()));
-        }
+    if v.get("category").is_some()
+        && v.get("error").is_some_and(|e| e.is_string())
+        && let Ok(p) = serde_json::from_value::<PolicyViolation>(v.clone())
+    {
+        let detail = if p.triggering_text.is_empty() {
+            p.error
+        } else {
+            format!("{}: {:?}", p.error, p.triggering_text)
+        };
+        return (Some(detail), Some(p.category).filter(|c| !c.is_empty()));
     }
-    if let Ok(p) = serde_json::from_value::<ProblemDetails>(v.clone()) {
-        if let Some(d) = p.detail.filter(|d| !d.is_empty()) {
-            return (Some(d), None);
-        }
+    if let Ok(p) = serde_json::from_value::<ProblemDetails>(v.clone())
+        && let Some(d) = p.detail.filter(|d| !d.is_empty())
+    {
+        return (Some(d), None);
     }
     // Other JSON errors: {"error": "text"} or {"message": "text"}.
     let text = v

@@ -1,4 +1,6 @@
-//! The user API gateway: accounts, authentication and tasks, as one `axum::Router`.
+//! The user API gateway: accounts, authentication, tasks and the resource routes
+//! (skills, preferences, settings, nodes, credentials, audit, projects), as one
+//! `axum::Router`. The orchestrator calls [`ensure_default_skill`] once at start.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,11 +47,11 @@ mod error;
 mod health;
 pub(crate) mod http;
 mod listing;
+mod models;
 mod nodes;
+mod openai_error;
 mod prefs;
 mod projects;
-mod models;
-mod openai_error;
 mod ratelimit;
 mod settings;
 mod skills;
@@ -115,7 +117,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users, tasks and OpenAI-compatible chat."),
+    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users, tasks, OpenAI-compatible chat, skills, preferences, settings, nodes, credentials, audit and projects."),
     modifiers(&BearerAuth),
     components(schemas(ProblemDetails, OpenAiErrorBody)),
     tags(

@@ -38,7 +38,8 @@ pub async fn run(ctx: &Ctx, a: ShellArgs) -> CliResult {
         return app::run(base.into_iter().chain(words).collect()).await;
     }
     let mut editor = if util::stdin_tty() && util::stderr_tty() {
-        editor::new()
+        let tasks = ctx.authed().ok();
+        editor::new(tasks)
     } else {
         None
     };
@@ -90,16 +91,64 @@ pub async fn run(ctx: &Ctx, a: ShellArgs) -> CliResult {
 /// A line editor with Tab completion of commands and flags (no history file).
 pub mod editor {
     use clap::CommandFactory;
+    use cynode_client::gateway::GatewayClient;
+    use cynode_core::proto::v1::gateway::TaskListQuery;
     use rustyline::completion::{Completer, Pair};
     use rustyline::{Context, Editor, Helper, Highlighter, Hinter, Validator};
 
     use crate::cli::Cli;
 
-    /// Completes cynork words from the clap command tree.
+    /// Completes cynork words from the clap command tree (and task names).
     #[derive(Helper, Highlighter, Hinter, Validator)]
     pub struct CommandCompleter {
-        /// Prefix words to drop before walking the tree (e.g. `/` commands).
+        /// Complete chat slash commands instead.
         slash: bool,
+        /// Where task names come from (a logged-in client).
+        tasks: Option<GatewayClient>,
+    }
+
+    /// Whether the word after `before` is a task id/name argument.
+    pub fn at_task_position(before: &[&str]) -> bool {
+        matches!(
+            before,
+            ["task", "get" | "result" | "watch" | "cancel" | "logs"]
+                | ["task", "artifacts", "list" | "get"]
+        )
+    }
+
+    /// The caller's newest task names (empty on any failure). Runs on its own thread
+    /// and runtime: completion is called from inside the CLI's runtime.
+    fn task_names(client: &GatewayClient) -> Vec<String> {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(3),
+                    client.list_tasks(&TaskListQuery {
+                        limit: Some(100),
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .ok()?
+                .ok()
+            })
+        })
+        .join()
+        .ok()
+        .flatten()
+        .map(|l| {
+            l.tasks
+                .into_iter()
+                .map(|t| t.task_name)
+                .filter(|n| !n.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Candidates for the word under the cursor, given the words before it.
@@ -151,6 +200,12 @@ pub mod editor {
                     .filter(|n| n.to_lowercase().starts_with(&word.to_lowercase()))
                     .map(|n| n.to_string())
                     .collect()
+            } else if at_task_position(&before) && !word.starts_with('-') {
+                let mut names = self.tasks.as_ref().map(task_names).unwrap_or_default();
+                names.retain(|n| n.starts_with(word));
+                names.sort();
+                names.dedup();
+                names
             } else {
                 candidates(&before, word)
             };
@@ -169,29 +224,29 @@ pub mod editor {
     /// The editor type.
     pub type LineEditor = Editor<CommandCompleter, rustyline::history::MemHistory>;
 
-    fn build(slash: bool) -> Option<LineEditor> {
+    fn build(slash: bool, tasks: Option<GatewayClient>) -> Option<LineEditor> {
         let cfg = rustyline::Config::builder()
             .auto_add_history(true)
             .completion_type(rustyline::CompletionType::List)
             .build();
         let mut ed = Editor::with_history(cfg, rustyline::history::MemHistory::new()).ok()?;
-        ed.set_helper(Some(CommandCompleter { slash }));
+        ed.set_helper(Some(CommandCompleter { slash, tasks }));
         Some(ed)
     }
 
-    /// An editor completing cynork commands.
-    pub fn new() -> Option<LineEditor> {
-        build(false)
+    /// An editor completing cynork commands, flags and (with a client) task names.
+    pub fn new(tasks: Option<GatewayClient>) -> Option<LineEditor> {
+        build(false, tasks)
     }
 
     /// An editor completing chat slash commands.
     pub fn slash() -> Option<LineEditor> {
-        build(true)
+        build(true, None)
     }
 
     #[cfg(test)]
     mod tests {
-        use super::candidates;
+        use super::{at_task_position, candidates};
 
         #[test]
         fn completes_commands_subcommands_and_flags() {
@@ -200,6 +255,10 @@ pub mod editor {
             assert!(candidates(&["task", "create"], "--pro").contains(&"--prompt".to_string()));
             assert!(candidates(&["task", "create"], "--pro").contains(&"--project-id".to_string()));
             assert!(candidates(&[], "ex").contains(&"exit".to_string()));
+            assert!(at_task_position(&["task", "result"]));
+            assert!(at_task_position(&["task", "artifacts", "list"]));
+            assert!(!at_task_position(&["task", "create"]));
+            assert!(!at_task_position(&["task", "get", "x"]));
         }
     }
 }
