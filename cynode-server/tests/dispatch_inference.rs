@@ -168,31 +168,7 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
     // Orchestrator: store, user, rule, sealed credential, API egress in policy mode.
     let env = sqlite_env().await;
     let store = env.store.clone();
-    let owner = user(&store, "erin").await;
-    store
-        .create_access_rule(api_call_rule(
-            owner.id.as_uuid(),
-            "openai/chat",
-            Effect::Allow,
-        ))
-        .await
-        .unwrap();
     let cipher = Arc::new(CredentialCipher::single("k1", &[21u8; 32]));
-    store_credential(
-        store.as_ref(),
-        &cipher,
-        NewCredential {
-            owner_type: "user".into(),
-            owner_id: owner.id.as_uuid(),
-            provider: "openai".into(),
-            credential_type: "api_key".into(),
-            credential_name: "default".into(),
-            secret: Secret::new(KEY),
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
     let egress_config: EgressConfig = serde_json::from_value(json!({
         "job_token_key": TOKEN_KEY,
         "providers": {"openai": {"kind": "open_ai", "base_url": format!("{}/v1", provider.base_url())}}
@@ -201,7 +177,7 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
     let egress_url = serve(egress_router(
         EgressState::policy(
             &egress_config,
-            PolicyDeps::from_store(store.clone(), cipher),
+            PolicyDeps::from_store(store.clone(), cipher.clone()),
         )
         .unwrap(),
     ))
@@ -296,6 +272,31 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
     let d = Dispatcher::new(store.clone(), env.queue.clone(), config).unwrap();
     let h = d.spawn().unwrap();
     let gw = Gateway::start(&store, Arc::new(d.clone())).await;
+    // The gateway's logged-in user owns the task, so its API answers show the task.
+    let owner = store.get_user_by_handle("admin").await.unwrap();
+    store
+        .create_access_rule(api_call_rule(
+            owner.id.as_uuid(),
+            "openai/chat",
+            Effect::Allow,
+        ))
+        .await
+        .unwrap();
+    store_credential(
+        store.as_ref(),
+        &cipher,
+        NewCredential {
+            owner_type: "user".into(),
+            owner_id: owner.id.as_uuid(),
+            provider: "openai".into(),
+            credential_type: "api_key".into(),
+            credential_name: "default".into(),
+            secret: Secret::new(KEY),
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
 
     // The job waits for its helper (written into its workspace by the test, as an
     // operator would ship a tool), then asks the external model through its socket.
@@ -371,15 +372,15 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
         assert!(!text.contains(KEY), "key in the {what}");
         assert!(!text.contains(&token), "job token in the {what}");
     }
-    // The gateway user (admin) owns no task here; the API still must not leak on the
-    // paths that list or show tasks and results.
+    // The owner's view through the API: the task, its result and logs.
     for path in [
         "/v1/tasks".to_string(),
         format!("/v1/tasks/{}", task.id),
         format!("/v1/tasks/{}/result", task.id),
         format!("/v1/tasks/{}/logs", task.id),
     ] {
-        let (_, v) = gw.get(&path).await;
+        let (status, v) = gw.get(&path).await;
+        assert_eq!(status, 200, "{path}: {v}");
         let text = v.to_string();
         assert!(
             !text.contains(KEY) && !text.contains(&token),
