@@ -25,6 +25,7 @@
 //!         command: vec!["sh".into(), "-c".into(), "echo hello".into()],
 //!         ..Default::default()
 //!     },
+//!     inference: None,
 //! };
 //! let res = client.run_job(&node, &req).await?;
 //! println!("{} {}", res.status.as_str(), res.stdout);
@@ -428,6 +429,7 @@ mod tests {
                 timeout_seconds: timeout,
                 ..Default::default()
             },
+            inference: None,
         }
     }
 

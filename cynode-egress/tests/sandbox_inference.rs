@@ -274,6 +274,7 @@ async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_see
         .with_ids(task.id.to_string(), job_id.to_string())
         .with_inference(InferenceAccess {
             allowed_models: Some(vec!["gpt-4o-mini".into(), "tiny".into()]),
+            ..Default::default()
         })
         .with_workspace_file(InputFile::executable("uds-http", uds_http_helper().await));
     let spec_text = format!("{spec:?}");

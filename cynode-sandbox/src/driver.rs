@@ -431,7 +431,12 @@ fn plan(config: &DriverConfig, spec: &JobSpec) -> Result<Plan> {
     if !image::is_allowed(&image, &config.images.allowed, &config.images.default_image) {
         return Err(Error::ImageNotAllowed { image });
     }
-    if spec.inference.is_some() && config.inference.is_none() {
+    if spec
+        .inference
+        .as_ref()
+        .is_some_and(|i| i.upstream_url.is_none())
+        && config.inference.is_none()
+    {
         return Err(Error::invalid(
             "inference: this node has no inference upstream configured",
         ));
@@ -508,13 +513,18 @@ async fn run_job(
         let dirs = prepare_dirs(inner, spec, cleanup).await?;
         diag.job_dir = dirs.root.display().to_string();
         diag.workspace_dir = dirs.workspace.display().to_string();
-        if let (Some(access), Some(inf)) = (&spec.inference, &config.inference) {
+        if let Some(access) = &spec.inference {
+            // The job's own upstream, with the node's limits; else the node's upstream.
+            let mut inf = config.inference.clone().unwrap_or_default();
+            if let Some(url) = &access.upstream_url {
+                inf.upstream_url = url.clone();
+            }
             let policy = match &access.allowed_models {
                 Some(list) => ModelPolicy::Only(list.clone()),
                 None => ModelPolicy::Installed,
             };
             let sock = dirs.run.join(INFERENCE_SOCKET);
-            let proxy = InferenceProxy::bind(&sock, inf, policy, Some(config.run_as)).await?;
+            let proxy = InferenceProxy::bind(&sock, &inf, policy, Some(config.run_as)).await?;
             cleanup.proxy = Some(proxy);
             let run = dirs.run.clone();
             let run_as = config.run_as;

@@ -47,6 +47,11 @@ pub struct ResourceRequest {
 pub struct InferenceAccess {
     /// Models the job may name. `None`: any model already installed on the upstream.
     pub allowed_models: Option<Vec<String>>,
+    /// This job's own inference upstream (plain `http://host[:port]`), e.g. a per-job
+    /// router holding the job's token for external models. `None`: the node's upstream
+    /// ([`crate::InferenceConfig::upstream_url`]). The socket's limits (body size,
+    /// timeout) stay the node's either way.
+    pub upstream_url: Option<String>,
 }
 
 /// Runner mode of agent-compatible images (`cynode-sba`): the image must carry the
@@ -253,6 +258,16 @@ impl JobSpec {
         {
             return Err(Error::invalid(
                 "inference.allowed_models: must not be empty when set",
+            ));
+        }
+        if let Some(url) = self
+            .inference
+            .as_ref()
+            .and_then(|i| i.upstream_url.as_ref())
+            && !url.starts_with("http://")
+        {
+            return Err(Error::invalid(
+                "inference.upstream_url: only http:// upstreams are supported",
             ));
         }
         for f in self.workspace_files.iter().chain(&self.job_files) {

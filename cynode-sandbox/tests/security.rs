@@ -385,6 +385,7 @@ async fn inference_socket_answers_and_nothing_else_does() {
     let spec = sh(&env, &script)
         .with_inference(InferenceAccess {
             allowed_models: Some(vec!["tiny".into()]),
+            ..Default::default()
         })
         .with_workspace_file(InputFile::executable("uds-http", helper.to_vec()));
     let r = t.driver.run(spec).await.unwrap();

@@ -343,6 +343,30 @@ async fn models_list_the_pm_and_the_inference_model(store: Arc<dyn Store>) {
             {"id": "qwen3.5:0.8b", "object": "model", "created": 0, "owned_by": "cynodeai"},
         ]})
     );
+    // With inference configured, the router's models join the list once listed.
+    let (_, mock) = MockLlm::builder()
+        .models(["mock-a", "qwen3.5:0.8b"])
+        .start()
+        .await;
+    let withmock = C::new(Arc::new(MemoryStore::new()), Some(mock)).await;
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let r = withmock
+            .call(Method::GET, "/v1/models", &withmock.token, None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        ids = r.json()["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .map(|m| m["id"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>();
+        if ids.len() > 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ids, vec!["cynodeai.pm", "qwen3.5:0.8b", "mock-a"]);
     let r = c
         .send(H::request(Method::GET, "/v1/models", None, None))
         .await;
@@ -931,6 +955,28 @@ async fn context_is_the_newest_history_or_the_request_turns(store: Arc<dyn Store
     assert_eq!(texts[0], PM_SYSTEM_PROMPT);
     assert_eq!(texts.last(), Some(&"turn 3"));
     assert_eq!(texts[1..], ["turn 1", "ack", "turn 2", "ack", "turn 3"]);
+    // A message appended outside completions (another route, or another gateway
+    // process) is in the next context too.
+    let t = c.threads().await[0];
+    let r = c
+        .call(
+            Method::POST,
+            &format!("/v1/chat/threads/{t}/messages"),
+            &c.token,
+            Some(json!({"content": "side note"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    c.chat(user_msg("turn 4")).await;
+    let up = c.upstream_chats();
+    let texts: Vec<String> = up.last().expect("call")["messages"]
+        .as_array()
+        .expect("arr")
+        .iter()
+        .skip(1)
+        .map(|m| m["content"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(texts, ["ack", "turn 3", "ack", "side note", "turn 4"]);
     // Several messages in the request: they are the context.
     c.chat(json!({"messages": [
         {"role": "user", "content": "my name is Ada"},

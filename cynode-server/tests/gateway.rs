@@ -107,3 +107,46 @@ async fn cors_only_for_configured_origins() {
     let r = on.send(other).await;
     assert!(!r.headers.contains_key("access-control-allow-origin"));
 }
+
+/// `/metrics` counts requests under their route template (never the concrete id), by
+/// status, with a latency histogram, and needs no token.
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_and_status() {
+    let h = common::H::new(common::memory()).await;
+    h.user("alice", "pw").await;
+    let t = h.login("alice", "pw").await.access_token;
+    let id = uuid::Uuid::new_v4();
+    for _ in 0..2 {
+        let r = h.get(&format!("/v1/tasks/{id}"), &t).await;
+        assert_eq!(r.status.as_u16(), 404);
+    }
+    let r = h
+        .call(axum::http::Method::GET, "/v1/users/me", None, None)
+        .await;
+    assert_eq!(r.status.as_u16(), 401);
+    let r = h
+        .call(axum::http::Method::GET, "/metrics", None, None)
+        .await;
+    assert_eq!(r.status.as_u16(), 200);
+    let text = r.text();
+    assert!(
+        text.contains(
+            "cynode_http_requests_total{method=\"GET\",route=\"/v1/tasks/{id}\",status=\"404\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "cynode_http_requests_total{method=\"GET\",route=\"/v1/users/me\",status=\"401\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "cynode_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/tasks/{id}\"} 2"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains(&id.to_string()), "no concrete ids in labels");
+    assert!(text.contains("cynode_http_requests_in_flight "), "{text}");
+}

@@ -1,17 +1,13 @@
-//! cynork's chat and models commands against the gateway's chat surface, with a mock
-//! LLM behind the model router: one-shot, streamed replies, errors, and an interactive
-//! session through a pseudo-terminal.
+//! cynork's chat and models commands against the real orchestrator, with a mock LLM
+//! (Ollama API) as its model endpoint: one-shot, streamed replies, errors, and an
+//! interactive session through a pseudo-terminal.
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::Stack;
-use cynode_egress::router::{Router, RouterConfig};
-use cynode_server::gateway::{ChatInference, GatewayConfig};
 use cynode_testkit::{MockHandle, MockLlm};
-use serde_json::json;
 
 /// A mock LLM on its own runtime thread (kept for the rest of the test process).
 fn mock_llm(reply: &str, chunk_delay: Duration) -> MockHandle {
@@ -36,31 +32,17 @@ fn mock_llm(reply: &str, chunk_delay: Duration) -> MockHandle {
     rx.recv().expect("mock started")
 }
 
-fn chat_stack(mock: Option<&MockHandle>) -> Stack {
-    let router = match mock {
-        Some(m) => {
-            let cfg: RouterConfig = serde_json::from_value(json!({
-                "local": [{"name": "node-1", "provider": {"kind": "open_ai", "base_url": format!("{}/v1", m.base_url())}}],
-                "retry": {"backoff_initial_ms": 10, "backoff_max_ms": 20, "unhealthy_after_failures": 0},
-            }))
-            .expect("router config");
-            Arc::new(Router::from_config(&cfg).expect("router"))
-        }
-        None => Arc::new(Router::from_config(&RouterConfig::default()).expect("router")),
-    };
-    Stack::start_with(
-        GatewayConfig {
-            inference_model: "qwen3.5:0.8b".into(),
-            ..Default::default()
-        },
-        move |b| b.inference(ChatInference::new(router)),
-    )
+/// A stack whose model endpoint (`OLLAMA_BASE_URL`) is `mock`, or none at all.
+fn chat_stack(mock: Option<&MockHandle>) -> Option<Stack> {
+    Stack::start_with(mock.map(MockHandle::base_url).as_deref())
 }
 
 #[test]
 fn models_list_table_and_json() {
     let mock = mock_llm("OK", Duration::ZERO);
-    let s = chat_stack(Some(&mock));
+    let Some(s) = chat_stack(Some(&mock)) else {
+        return;
+    };
     let cfg = s.config("m");
     s.cynork(&cfg, &["models", "list"], None)
         .fails(3, "not logged in");
@@ -84,7 +66,9 @@ fn models_list_table_and_json() {
 #[test]
 fn one_shot_plain_streams_the_reply() {
     let mock = mock_llm("OK from the model", Duration::from_millis(5));
-    let s = chat_stack(Some(&mock));
+    let Some(s) = chat_stack(Some(&mock)) else {
+        return;
+    };
     let cfg = s.config("c");
     s.login_admin(&cfg);
     let r = s
@@ -122,7 +106,7 @@ fn one_shot_plain_streams_the_reply() {
 
 #[test]
 fn no_inference_is_an_inference_unavailable_error() {
-    let s = chat_stack(None);
+    let Some(s) = chat_stack(None) else { return };
     let cfg = s.config("n");
     s.login_admin(&cfg);
     let r = s.cynork(&cfg, &["chat", "-m", "hi", "--plain"], None);
@@ -143,7 +127,9 @@ fn interactive_chat_in_a_terminal() {
         "# Title\n- item **bold**\nthe end",
         Duration::from_millis(5),
     );
-    let s = chat_stack(Some(&mock));
+    let Some(s) = chat_stack(Some(&mock)) else {
+        return;
+    };
     let cfg = s.config("pty");
     s.login_admin(&cfg);
     let mut c = s.command(&cfg, &["chat"]);

@@ -483,6 +483,11 @@ fn egress_state(
     }
     let mut config = EgressConfig {
         bearer_token: bearer.map(Secret::new),
+        job_token_key: common
+            .egress_job_token_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .map(Secret::new),
         allowed: common
             .egress_allowed
             .split(',')
@@ -531,6 +536,64 @@ fn egress_state(
             EgressState::stub(&config).context("API egress configuration")
         }
     }
+}
+
+/// Job-scoped inference grants for the dispatcher: the egress job-token key, the URL
+/// nodes reach the egress service at, and the external models jobs may use. `None`
+/// unless the key and models are set and the egress service runs here.
+fn job_inference(
+    common: &Common,
+    egress: Option<&TcpListener>,
+) -> anyhow::Result<Option<cynode_server::dispatch::JobInferenceConfig>> {
+    use cynode_core::proto::v1::worker::ExternalModelGrant;
+    let Some(key) = common
+        .egress_job_token_key
+        .clone()
+        .filter(|k| !k.is_empty())
+    else {
+        return Ok(None);
+    };
+    let mut external = Vec::new();
+    for part in common.job_external_models.split(',').map(str::trim) {
+        if part.is_empty() {
+            continue;
+        }
+        let Some((provider, models)) = part.split_once('=') else {
+            bail!("JOB_EXTERNAL_MODELS: expected provider=model|model, got {part:?}");
+        };
+        external.push(ExternalModelGrant {
+            provider: provider.trim().to_string(),
+            models: models
+                .split('|')
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty())
+                .collect(),
+        });
+    }
+    if external.is_empty() {
+        return Ok(None);
+    }
+    let url = match (&common.egress_public_url, egress) {
+        (Some(u), _) if !u.is_empty() => u.clone(),
+        (_, Some(l)) => {
+            let a = l.local_addr()?;
+            let host = if a.ip().is_unspecified() {
+                "localhost".to_string()
+            } else {
+                a.ip().to_string()
+            };
+            format!("http://{host}:{}", a.port())
+        }
+        _ => bail!(
+            "API_EGRESS_JOB_TOKEN_KEY is set but the API egress service is disabled:              set API_EGRESS_PUBLIC_URL to the egress service nodes should use"
+        ),
+    };
+    Ok(Some(cynode_server::dispatch::JobInferenceConfig {
+        token_key: cynode_egress::crypto::Secret::new(key),
+        api_egress_url: url,
+        external,
+        ..Default::default()
+    }))
 }
 
 /// Binds `addr`, naming the service and the variable to change in the error.
@@ -667,11 +730,23 @@ pub async fn start(
         let poll =
             parse_duration(&common.dispatch_poll_interval).context("DISPATCH_POLL_INTERVAL")?;
         let stale = parse_duration(&common.node_stale_after).context("NODE_STALE_AFTER")?;
+        let mut image_aliases = overrides.image_aliases;
+        for pair in common.image_aliases.iter().filter(|p| !p.trim().is_empty()) {
+            let Some((from, to)) = pair
+                .split_once('=')
+                .map(|(f, t)| (f.trim(), t.trim()))
+                .filter(|(f, t)| !f.is_empty() && !t.is_empty())
+            else {
+                anyhow::bail!("SANDBOX_IMAGE_ALIASES: {pair:?} is not `from=to`");
+            };
+            image_aliases.insert(from.to_string(), to.to_string());
+        }
         let config = DispatchConfig {
             poll_interval: poll.max(Duration::from_millis(10)),
             node_stale_after: Some(stale),
-            image_aliases: overrides.image_aliases,
+            image_aliases,
             shutdown_grace: Duration::from_secs(common.shutdown_grace_sec),
+            job_inference: job_inference(common, egress_listener.as_ref())?,
             ..DispatchConfig::default()
         };
         let d = Dispatcher::new(store.clone(), queue.clone(), config)

@@ -175,6 +175,28 @@ pub struct Common {
     )]
     pub credential_key: Option<String>,
 
+    /// Signing key of job-scoped egress tokens (32+ random bytes, base64). Set (with
+    /// JOB_EXTERNAL_MODELS), the dispatcher issues each inference job a token the API
+    /// egress service accepts for that job only, and nodes serve the job's external
+    /// models through the egress service with it.
+    #[arg(
+        long,
+        env = "API_EGRESS_JOB_TOKEN_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub egress_job_token_key: Option<String>,
+
+    /// URL worker nodes reach the API egress service at (default: its listen address,
+    /// `localhost` for an unspecified one).
+    #[arg(long, env = "API_EGRESS_PUBLIC_URL", global = true)]
+    pub egress_public_url: Option<String>,
+
+    /// External models inference jobs may use through the API egress service:
+    /// `provider=model|model,provider=model` (e.g. `openai=gpt-4o-mini|gpt-4o`).
+    #[arg(long, env = "JOB_EXTERNAL_MODELS", default_value = "", global = true)]
+    pub job_external_models: String,
+
     /// Providers the API egress service may call in stub mode (comma-separated).
     #[arg(
         long,
@@ -281,6 +303,17 @@ pub struct Common {
     #[arg(long, env = "DISPATCHER_ENABLED", default_value_t = true, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new(), global = true)]
     pub dispatcher_enabled: bool,
+
+    /// Job images rewritten before dispatch, e.g. to a local mirror or a preloaded
+    /// image on air-gapped nodes: comma-separated `from=to` pairs
+    /// (`alpine:latest=registry.internal/alpine:3.20`).
+    #[arg(
+        long = "image-alias",
+        env = "SANDBOX_IMAGE_ALIASES",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub image_aliases: Vec<String>,
 
     /// How often the dispatcher looks at the queue without a wake-up (Go duration).
     #[arg(

@@ -12,36 +12,16 @@
 //! them): missing, the test fails under `CYNODE_REQUIRE_SERVICES=1` and is skipped
 //! otherwise.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::{login, podman};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
-
-struct Env {
-    docker_host: String,
-    image: String,
-}
-
-fn test_env() -> Option<Env> {
-    match (
-        std::env::var("CYNODE_TEST_DOCKER_HOST"),
-        std::env::var("CYNODE_TEST_IMAGE"),
-    ) {
-        (Ok(docker_host), Ok(image)) => Some(Env { docker_host, image }),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set, but CYNODE_REQUIRE_SERVICES=1 requires them"
-                );
-            }
-            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
-            None
-        }
-    }
-}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -206,21 +186,6 @@ fn field_after(line: &str, label: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn login(http: &reqwest::Client, gw: &str, password: &str) -> String {
-    let r = http
-        .post(format!("{gw}/v1/auth/login"))
-        .json(&json!({"handle": "admin", "password": password}))
-        .send()
-        .await
-        .expect("login request");
-    assert_eq!(r.status(), 200, "login as admin");
-    let body: Value = r.json().await.expect("login body");
-    body["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_string()
-}
-
 /// The `cynork` binary of this build, when it was built (the workspace build builds
 /// it; `cargo test -p cynode-orchestrator` alone may not).
 fn cynork() -> Option<PathBuf> {
@@ -299,7 +264,7 @@ async fn wait_readyz(http: &reqwest::Client, gw: &str, want: (u16, &str)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
-    let Some(env) = test_env() else { return };
+    let Some(env) = podman() else { return };
     let tmp = tempfile::tempdir().expect("tempdir");
     let data = tmp.path().join("cynode-data");
     // A slug of its own: the worker reaps orphaned sandboxes of its slug at start.
@@ -351,7 +316,7 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
         .trim()
         .to_string();
     assert!(password.len() >= 16, "a generated password is long");
-    let token = login(&http, &gw, &password).await;
+    let token = login(&http, &gw, "admin", &password).await;
     let me: Value = http
         .get(format!("{gw}/v1/users/me"))
         .bearer_auth(&token)
@@ -431,7 +396,7 @@ async fn the_run_command_starts_serves_stops_and_restarts_on_its_data() {
         "the password file is unchanged"
     );
     wait_readyz(&http, &gw, (200, "ready")).await;
-    let token = login(&http, &gw, &password).await;
+    let token = login(&http, &gw, "admin", &password).await;
     // The task queued just before the restart runs after it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let result = loop {

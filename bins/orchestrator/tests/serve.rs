@@ -5,8 +5,9 @@
 //! The PostgreSQL cases need `CYNODE_TEST_PG_URL`: missing, they fail under
 //! `CYNODE_REQUIRE_SERVICES=1` and are skipped otherwise.
 
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod support;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cynode_core::model::Scope;
@@ -15,74 +16,8 @@ use cynode_core::store::{
 };
 use serde_json::{Value, json};
 use sqlx::Connection;
+use support::{JWT, create_db, drop_db, free_port, orchestrator, pg_url, run, stderr};
 use tokio::io::{AsyncBufReadExt, BufReader};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cynode-orchestrator");
-const JWT: &str = "a-test-signing-key-of-at-least-32-bytes!";
-
-/// The orchestrator with a clean environment: only what a case sets.
-fn orchestrator(data_dir: &Path) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("CYNODE_DATA_DIR", data_dir)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null());
-    c
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("run cynode-orchestrator")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-fn pg_url() -> Option<String> {
-    match std::env::var("CYNODE_TEST_PG_URL") {
-        Ok(u) => Some(u),
-        Err(_) => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("CYNODE_TEST_PG_URL is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: CYNODE_TEST_PG_URL not set");
-            None
-        }
-    }
-}
-
-/// A fresh database on the test server; dropped by [`drop_db`].
-async fn create_db(admin_url: &str) -> (String, String) {
-    let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let (base, _) = admin_url.rsplit_once('/').expect("url has a database");
-    (format!("{base}/{name}"), name)
-}
-
-async fn drop_db(admin_url: &str, name: &str) {
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
-    }
-}
 
 #[test]
 fn serve_refuses_unsafe_or_missing_secrets() {
@@ -369,4 +304,26 @@ async fn serve_on_postgresql_with_a_bootstrap_file_stops_on_sigterm() {
     );
     store.close().await;
     drop_db(&admin, &name).await;
+}
+
+#[test]
+fn a_malformed_image_alias_stops_the_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = run(orchestrator(tmp.path())
+        .args(["serve", "--gateway-listen", "127.0.0.1:0"])
+        .args(["--control-plane-listen", "127.0.0.1:0"])
+        .env("API_EGRESS_DISABLED", "true")
+        .env("JWT_SECRET", JWT)
+        .env("NODE_REGISTRATION_PSK", "psk-for-the-test")
+        .env("BOOTSTRAP_ADMIN_PASSWORD", "an admin password")
+        .env(
+            "SANDBOX_IMAGE_ALIASES",
+            "alpine:latest=local/alpine,nonsense",
+        ));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("SANDBOX_IMAGE_ALIASES: \"nonsense\" is not `from=to`"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -3,6 +3,8 @@
 //! configuration it is sent, reports its capabilities every minute and drains on
 //! SIGTERM. Every flag also reads the environment variable named in `--help`.
 
+mod job_inference;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -561,6 +563,14 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         telemetry,
     );
+
+    // Jobs whose run request carries an inference grant get their own front (external
+    // models through the orchestrator's API egress service, with the job's token).
+    if !args.sandbox_only {
+        api.set_job_inference_host(Arc::new(job_inference::EgressJobInference {
+            ollama_url: Some(ollama.clone()),
+        }));
+    }
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -293,6 +293,7 @@ macro_rules! __conformance_cases {
             settings_versions_and_history,
             settings_listing,
             preferences_audited_writes,
+            audit_query_keyset_paging,
             concurrent_unique_keys_and_upserts,
             concurrent_compare_and_set,
         }

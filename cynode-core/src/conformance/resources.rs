@@ -586,3 +586,109 @@ pub async fn preferences_audited_writes(s: &dyn Store) {
         "put_preference_audited(blank key)",
     );
 }
+
+/// Keyset pages of an audit table: newest first, ties by id descending, pages that
+/// join up exactly (no record twice, none skipped, also among equal times), and the
+/// user, since and until filters; other tables are not mixed in.
+pub async fn audit_query_keyset_paging(s: &dyn Store) {
+    use crate::AuditId;
+    use crate::model::*;
+    let alice = UserId::new();
+    let bob = UserId::new();
+    let times = [
+        "2026-02-01T00:00:00Z",
+        "2026-02-01T00:00:01Z",
+        "2026-02-01T00:00:01Z",
+        "2026-02-01T00:00:01Z",
+        "2026-02-01T00:00:02Z",
+        "2026-02-01T00:00:03Z",
+    ];
+    let mut expected = Vec::new();
+    for (i, t) in times.iter().enumerate() {
+        let user = if i % 2 == 0 { alice } else { bob };
+        let r = AuditRecord::Auth(AuthAudit {
+            id: AuditId::new(),
+            event_type: format!("e{i}"),
+            user_id: Some(user),
+            subject_handle: None,
+            success: true,
+            ip_address: None,
+            user_agent: None,
+            reason: None,
+            created_at: at(t),
+        });
+        ok(s.record_audit(r.clone()).await, "record_audit");
+        expected.push(r);
+    }
+    ok(
+        s.record_audit(AuditRecord::Chat(ChatAudit {
+            id: AuditId::new(),
+            user_id: Some(alice),
+            project_id: None,
+            outcome: "success".into(),
+            error_code: None,
+            redaction_applied: false,
+            redaction_kinds: vec![],
+            duration_ms: None,
+            request_id: None,
+            created_at: at("2026-02-01T00:00:05Z"),
+        }))
+        .await,
+        "record_audit(chat)",
+    );
+    expected.sort_by_key(|r| std::cmp::Reverse((r.created_at(), record_id(r))));
+    let base = AuditQuery {
+        kind: AuditKind::Auth,
+        user_id: None,
+        since: None,
+        until: None,
+        after: None,
+        limit: 2,
+    };
+    let mut got = Vec::new();
+    let mut q = base.clone();
+    for _ in 0..10 {
+        let page = ok(s.query_audit(&q).await, "query_audit(page)");
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        q.after = Some((last.created_at(), record_id(last)));
+        got.extend(page);
+    }
+    assert_eq!(
+        got, expected,
+        "pages join up in (created_at, id) descending order"
+    );
+
+    let only_alice = ok(
+        s.query_audit(&AuditQuery {
+            user_id: Some(alice),
+            limit: 100,
+            ..base.clone()
+        })
+        .await,
+        "query_audit(alice)",
+    );
+    assert_eq!(only_alice.len(), 3);
+    assert!(only_alice.iter().all(|r| r.user_id() == Some(alice)));
+    let window = ok(
+        s.query_audit(&AuditQuery {
+            since: Some(at("2026-02-01T00:00:01Z")),
+            until: Some(at("2026-02-01T00:00:02Z")),
+            limit: 100,
+            ..base.clone()
+        })
+        .await,
+        "query_audit(window)",
+    );
+    assert_eq!(window, expected[1..5].to_vec());
+    let chat = ok(
+        s.query_audit(&AuditQuery {
+            kind: AuditKind::Chat,
+            limit: 100,
+            ..base
+        })
+        .await,
+        "query_audit(chat)",
+    );
+    assert_eq!(chat.len(), 1);
+}

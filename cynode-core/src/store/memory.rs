@@ -12,10 +12,10 @@ use serde_json::Value;
 use super::{validate, *};
 use crate::{ArtifactId, MessageId, PreferenceId, VectorItemId};
 
-mod workflow;
+mod access;
 #[path = "memory_resources.rs"]
 mod resources;
-mod access;
+mod workflow;
 
 /// In-memory storage; everything is lost when it is dropped.
 #[derive(Default)]

@@ -316,3 +316,15 @@ impl PreferenceAuditStore for MemoryStore {
             .collect())
     }
 }
+
+#[async_trait]
+impl AuditQueryStore for MemoryStore {
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<crate::model::AuditRecord>> {
+        let g = self.lock();
+        let mut v: Vec<crate::model::AuditRecord> =
+            g.audit.iter().filter(|r| q.matches(r)).cloned().collect();
+        v.sort_by_key(|r| std::cmp::Reverse((r.created_at(), record_id(r))));
+        v.truncate(crate::store::validate::limit(q.limit) as usize);
+        Ok(v)
+    }
+}

@@ -24,6 +24,7 @@ use crate::{
 };
 
 mod access;
+mod audit_query;
 mod memory;
 mod preference_audit;
 mod settings;
@@ -31,6 +32,7 @@ mod skills;
 pub(crate) mod validate;
 mod workflow;
 
+pub use audit_query::{AuditQuery, AuditQueryStore, record_id};
 pub use preference_audit::{PreferenceAuditStore, PreferenceChange};
 pub use settings::{MAX_SETTING_KEY, SettingChange, SettingStore, SystemSetting};
 pub use skills::{
@@ -306,6 +308,7 @@ pub trait Store:
     + SkillStore
     + SettingStore
     + PreferenceAuditStore
+    + AuditQueryStore
     + AccessControlStore
     + StoreAdmin
     + WorkflowStore
@@ -325,6 +328,7 @@ impl<T> Store for T where
         + SkillStore
         + SettingStore
         + PreferenceAuditStore
+        + AuditQueryStore
         + AccessControlStore
         + StoreAdmin
         + WorkflowStore

@@ -131,6 +131,52 @@ impl JobInference {
     }
 }
 
+/// One job's inference front serving on a loopback port (see
+/// [`JobInference::serve_loopback`]). Dropping it stops serving.
+#[derive(Debug)]
+pub struct JobFront {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JobFront {
+    /// Base URL of the front (`http://127.0.0.1:<port>`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for JobFront {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl JobInference {
+    /// Builds the job's router and serves [`inference_router`] over it on an
+    /// ephemeral `127.0.0.1` port until the returned [`JobFront`] is dropped. Meant
+    /// for a worker node: the job's inference socket proxy forwards here, and nothing
+    /// inside a sandbox (no network) can reach the port directly.
+    pub async fn serve_loopback(&self) -> Result<JobFront, RouterError> {
+        let (router, opts) = self.build()?;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| RouterError::Config(format!("job inference listener: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| RouterError::Config(format!("job inference listener: {e}")))?;
+        let task = tokio::spawn(async move {
+            if let Err(e) = serve_inference(listener, Arc::new(router), opts).await {
+                tracing::warn!(error = %e, "job inference front stopped");
+            }
+        });
+        Ok(JobFront {
+            url: format!("http://{addr}"),
+            task,
+        })
+    }
+}
+
 #[derive(Clone)]
 struct FrontState {
     router: Arc<Router>,

@@ -38,7 +38,7 @@ pub use engine::{
 };
 pub use error::RouterError;
 pub use http::{HttpClient, HttpConfig};
-pub use inference::{ExternalModels, JobInference, inference_router, serve_inference};
+pub use inference::{ExternalModels, JobFront, JobInference, inference_router, serve_inference};
 pub use openai_compat::openai_compat_router;
 pub use provider::{
     AnthropicConfig, EgressProviderConfig, ModelProvider, OllamaConfig, OpenAiConfig,

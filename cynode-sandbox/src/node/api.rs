@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,6 +24,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
+use super::job_inference::{JobInferenceHost, JobUpstream};
 use super::problem::Problem;
 use super::telemetry::{
     self, ContainerFilter, LogQuery, LogSource, Telemetry, decode_token, encode_token,
@@ -120,6 +121,16 @@ struct Inner {
     draining: AtomicBool,
     configured: AtomicBool,
     running: watch::Sender<usize>,
+    /// Builds per-job inference upstreams for jobs with an inference grant.
+    job_inference: OnceLock<HostSlot>,
+}
+
+struct HostSlot(Arc<dyn JobInferenceHost>);
+
+impl std::fmt::Debug for HostSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JobInferenceHost")
+    }
 }
 
 impl WorkerApiState {
@@ -140,8 +151,17 @@ impl WorkerApiState {
                 draining: AtomicBool::new(false),
                 configured: AtomicBool::new(false),
                 running: watch::channel(0).0,
+                job_inference: OnceLock::new(),
             }),
         }
+    }
+
+    /// Serves jobs that bring an inference grant (`RunJobRequest.inference`) from a
+    /// per-job upstream started by `host` (see [`JobInferenceHost`]). Set once; a
+    /// second call returns `false` and changes nothing. Without a host, every job uses
+    /// the driver's inference upstream.
+    pub fn set_job_inference_host(&self, host: Arc<dyn JobInferenceHost>) -> bool {
+        self.inner.job_inference.set(HostSlot(host)).is_ok()
     }
 
     /// The driver jobs run on.
@@ -442,14 +462,58 @@ async fn run_job_inner(st: WorkerApiState, req: Request) -> Result<RunJobRespons
     if request.task_id.trim().is_empty() || request.job_id.trim().is_empty() {
         return Err(Problem::bad_request("task_id and job_id are required"));
     }
-    let plan = match plan_job(&st, &request)? {
+    let mut plan = match plan_job(&st, &request)? {
         Ok(plan) => plan,
         Err(refusal) => return Ok(refusal),
     };
 
     // One running job per id, then a free slot.
     let guard = admit(&st, &request.job_id)?;
+    // The job's own upstream, alive until the job ends (or the call is dropped).
+    let _upstream = job_upstream(&st, &request, &mut plan).await?;
     execute(&st, &request, plan, guard).await
+}
+
+/// Starts the per-job inference upstream when the job uses inference, brings a grant
+/// with external models, and the node has a [`JobInferenceHost`]; points the job's
+/// socket at it.
+async fn job_upstream(
+    st: &WorkerApiState,
+    request: &RunJobRequest,
+    plan: &mut Plan,
+) -> Result<Option<JobUpstream>, Problem> {
+    let (Some(access), Some(grant), Some(host)) = (
+        plan.spec.inference.as_mut(),
+        request.inference.as_ref(),
+        st.inner.job_inference.get(),
+    ) else {
+        return Ok(None);
+    };
+    if grant.external.is_empty() || grant.token.is_empty() {
+        return Ok(None);
+    }
+    let upstream = host
+        .0
+        .start(&request.task_id, &request.job_id, grant)
+        .await
+        .map_err(|e| {
+            st.log(
+                "error",
+                "job inference upstream failed to start",
+                job_fields(request, &e),
+            );
+            Problem::internal(format!("job inference could not be started: {e}"))
+        })?;
+    access.upstream_url = Some(upstream.url().to_string());
+    Ok(Some(upstream))
+}
+
+fn job_fields(request: &RunJobRequest, error: &str) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("task_id".into(), Value::String(request.task_id.clone()));
+    m.insert("job_id".into(), Value::String(request.job_id.clone()));
+    m.insert("error".into(), Value::String(error.to_string()));
+    m
 }
 
 /// Reserves the job id and a concurrency slot.
@@ -502,8 +566,15 @@ fn plan_job(
             Problem::bad_request("sandbox.network_policy must be none or restricted")
         })?,
     };
-    let inference_ok =
-        st.inner.config.inference_allowed && st.inner.driver.config().inference.is_some();
+    // A node without an upstream of its own can still serve a job whose grant brings
+    // external models (through its job inference host).
+    let granted = st.inner.job_inference.get().is_some()
+        && request
+            .inference
+            .as_ref()
+            .is_some_and(|g| !g.external.is_empty() && !g.token.is_empty());
+    let inference_ok = st.inner.config.inference_allowed
+        && (st.inner.driver.config().inference.is_some() || granted);
     let mut spec = JobSpec::new(sb.image.clone(), sb.command.clone())
         .with_ids(request.task_id.clone(), request.job_id.clone());
     spec.env = sb.env.clone();
@@ -525,6 +596,7 @@ fn plan_job(
         if parsed.mode == RunnerMode::AgentInference {
             access = Some(InferenceAccess {
                 allowed_models: Some(parsed.allowed_models),
+                ..Default::default()
             });
         }
         if requested.is_none() {

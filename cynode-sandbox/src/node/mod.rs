@@ -12,14 +12,18 @@
 //!   is refused or about to expire, and drains on shutdown.
 //! - [`Telemetry`] is the node's bounded record of containers and log events served by
 //!   the telemetry routes.
+//! - [`JobInferenceHost`] starts a per-job inference upstream for a job that brings the
+//!   orchestrator's job-scoped inference grant (external models through API egress).
 
 mod api;
 pub mod capability;
+mod job_inference;
 mod manager;
 mod persist;
 mod problem;
 mod telemetry;
 
 pub use api::{DrainReport, WorkerApiConfig, WorkerApiState, worker_api_router};
+pub use job_inference::{JobInferenceHost, JobUpstream};
 pub use manager::{NodeManager, NodeManagerConfig, ShutdownOutcome};
 pub use telemetry::Telemetry;

@@ -217,6 +217,12 @@ impl Dispatcher {
         if let Some(alias) = self.inner.config.image_aliases.get(sb.image.trim()) {
             sb.image = alias.clone();
         }
+        req.inference = super::inference::grant(
+            self.inner.config.job_inference.as_ref(),
+            job,
+            &req,
+            self.inner.config.client.default_job_timeout,
+        )?;
         Ok(req)
     }
 
@@ -399,6 +405,7 @@ mod tests {
                 job_spec_json: spec.into(),
                 ..Default::default()
             },
+            inference: None,
         }
     }
 

@@ -79,6 +79,7 @@
 //! reaching the core job (e.g. attempts used up by lease expiry).
 
 mod attempt;
+mod inference;
 mod nodes;
 mod outcome;
 
@@ -101,6 +102,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gateway::TaskDispatcher;
 
+pub use inference::JobInferenceConfig;
 pub use nodes::{StoredTokens, WorkerTokens};
 
 /// Kind of the queue jobs the dispatcher creates and runs.
@@ -152,6 +154,10 @@ pub struct DispatchConfig {
     /// How long shutdown waits for running jobs before it drops their calls (their
     /// nodes then stop them; the jobs are retried) (default 30 s).
     pub shutdown_grace: Duration,
+    /// Job-scoped inference grants for jobs that use inference (external models through
+    /// the API egress service; see [`JobInferenceConfig`]). Default `None`: no grant,
+    /// jobs use their node's own models.
+    pub job_inference: Option<JobInferenceConfig>,
 }
 
 impl Default for DispatchConfig {
@@ -173,6 +179,7 @@ impl Default for DispatchConfig {
             image_aliases: BTreeMap::new(),
             reconcile_interval: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            job_inference: None,
         }
     }
 }
@@ -521,6 +528,9 @@ impl DispatcherBuilder {
             return Err(Error::invalid(
                 "the dispatch heartbeat interval must be positive and shorter than the lease",
             ));
+        }
+        if let Some(ji) = &c.job_inference {
+            ji.validate().map_err(Error::invalid)?;
         }
         let client = WorkerApiClient::new(self.config.client.clone())
             .map_err(|e| Error::invalid(e.to_string()))?;

@@ -1,16 +1,17 @@
 //! Audit events (§10.2): the authentication, chat and MCP tool-call audit tables as one
 //! newest-first event list, for the admin.
 //!
-//! Limit: each table is read newest first up to the storage page cap (1000 records
-//! matching `actor_id` and `since`), so older records are reached by narrowing `since`
-//! / `until` rather than by paging past that window.
+//! Order: `ts` descending, then `event_id` descending. Pages are keyset-paged: the
+//! cursor names the last event of the previous page, so records written while a client
+//! pages through never shift or repeat what it sees.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cynode_core::UserId;
-use cynode_core::model::{AuditFilter, AuditKind, AuditRecord};
+use cynode_core::model::{AuditKind, AuditRecord, Timestamp};
+use cynode_core::store::{AuditQuery as StoreQuery, record_id};
+use cynode_core::{AuditId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json as j};
 use utoipa::{IntoParams, ToSchema};
@@ -21,8 +22,18 @@ use super::http::json;
 use super::listing::{Page, fmt_time, parse_time, require_admin};
 use super::state::GatewayState;
 
-/// Records read per table (the storage page cap).
-const WINDOW: u32 = 1000;
+fn cursor_of(r: &AuditRecord) -> String {
+    format!("{}_{}", r.created_at().timestamp_micros(), record_id(r))
+}
+
+fn parse_cursor(s: &str) -> Result<(Timestamp, AuditId), ApiError> {
+    let bad = || ApiError::bad_request("Invalid limit or cursor");
+    let (micros, id) = s.trim().split_once('_').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let t = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    let id: AuditId = id.parse().map_err(|_| bad())?;
+    Ok((t, id))
+}
 
 /// One audit event.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -71,7 +82,7 @@ pub struct AuditQuery {
     /// Page size 1..200 (default 50).
     #[param(value_type = Option<u32>)]
     pub limit: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (opaque).
     pub cursor: Option<String>,
 }
 
@@ -154,7 +165,10 @@ pub(crate) async fn list_audit(
 ) -> Result<Response, ApiError> {
     require_admin(&st, &user)?;
     let Query(q) = query.map_err(|_| ApiError::bad_request("Invalid query"))?;
-    let page = Page::parse(q.limit.as_deref(), q.cursor.as_deref())?;
+    let limit = Page::parse(q.limit.as_deref(), None)?.limit;
+    let after = non_empty(q.cursor.as_deref())
+        .map(parse_cursor)
+        .transpose()?;
     let kinds: Vec<AuditKind> = match non_empty(q.resource_type.as_deref()) {
         None | Some("all") => vec![AuditKind::Auth, AuditKind::Chat, AuditKind::McpToolCall],
         Some("auth") => vec![AuditKind::Auth],
@@ -179,28 +193,34 @@ pub(crate) async fn list_audit(
     let until = non_empty(q.until.as_deref())
         .map(|s| parse_time("until", s))
         .transpose()?;
+    let fetch = u32::try_from(limit + 1).unwrap_or(u32::MAX);
     let mut records = Vec::new();
     for kind in kinds {
         let rows = st
             .inner
             .store
-            .list_audit(&AuditFilter {
+            .query_audit(&StoreQuery {
                 kind,
                 user_id: actor,
                 since,
-                limit: WINDOW,
+                until,
+                after,
+                limit: fetch,
             })
             .await
             .map_err(|e| ApiError::storage("Failed to list audit events", e))?;
         records.extend(rows);
     }
-    // Each table comes newest first; a stable sort keeps that order among equal times.
-    records.sort_by_key(|r| std::cmp::Reverse(r.created_at()));
-    let records: Vec<AuditRecord> = records
-        .into_iter()
-        .filter(|r| until.is_none_or(|u| r.created_at() <= u))
-        .collect();
-    let (records, next_cursor) = page.apply(records);
+    // Each table's page is the newest `limit + 1` after the cursor, so their union
+    // holds the newest `limit + 1` overall.
+    records.sort_by_key(|r| std::cmp::Reverse((r.created_at(), record_id(r))));
+    let more = records.len() > limit;
+    records.truncate(limit);
+    let next_cursor = if more {
+        records.last().map(cursor_of)
+    } else {
+        None
+    };
     Ok(json(
         StatusCode::OK,
         &AuditListResponse {

@@ -38,11 +38,20 @@
 //! - an `OpenAI-Project` UUID naming no project is `400` (a non-UUID value is still
 //!   ignored); failed completions are audited too (`error`, `timeout`, `canceled`);
 //! - answers are redacted like requests, so a secret echoed by a model is neither
-//!   stored nor returned.
+//!   stored nor returned;
+//! - `GET /v1/models` also lists the models the router's targets report (listed in
+//!   the background, cached for a minute).
+//!
+//! The context of a thread is kept in memory as its trimmed tail (at most 1024
+//! threads), extended on every append this process makes and checked against the
+//! thread's `updated_at`, so a long thread is not read back whole for every
+//! completion; any append the cache did not see (another route, another process)
+//! makes the next completion read the thread from storage again.
 
 mod redact;
 pub(crate) mod threads;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +60,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cynode_core::model::{AuditRecord, ChatAudit, ChatRole};
+use cynode_core::model::{AuditRecord, ChatAudit, ChatMessage, ChatRole};
 use cynode_core::{AuditId, Error, ProjectId, ThreadId, UserId};
 use cynode_egress::router::{
     ChatRequest, ChatStream, Message, Role, RouteOptions, Router, RouterError,
@@ -181,6 +190,34 @@ pub(crate) struct ChatRuntime {
     pub(crate) inference: Option<ChatInference>,
     pub(crate) redactor: Redactor,
     scope_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Model ids the router's targets reported, refreshed in the background.
+    models: Arc<std::sync::Mutex<ModelCache>>,
+    /// The context tail of recently used threads, so a completion does not read a
+    /// whole long thread back (see [`ChatRuntime::tail_extend`]).
+    tails: std::sync::Mutex<HashMap<ThreadId, Tail>>,
+}
+
+/// Threads whose context tail is kept in memory; beyond this the cache starts over.
+const MAX_TAILS: usize = 1024;
+
+/// The newest messages of a thread as the model context uses them (already trimmed to
+/// the history limits), and the time of the newest one: the thread's `updated_at`
+/// while nothing else was appended.
+struct Tail {
+    last_micros: i64,
+    msgs: Vec<Message>,
+}
+
+/// How long a router model listing is used before it is refreshed.
+const MODELS_TTL: Duration = Duration::from_secs(60);
+/// How long one listing of the router's models may take.
+const MODELS_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct ModelCache {
+    ids: Vec<String>,
+    fetched: Option<Instant>,
+    refreshing: bool,
 }
 
 impl ChatRuntime {
@@ -195,7 +232,102 @@ impl ChatRuntime {
             inference: inference.filter(|i| !i.router.targets().is_empty()),
             redactor,
             scope_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            models: Arc::default(),
+            tails: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    fn tails(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadId, Tail>> {
+        self.tails.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts the tail of a thread from its stored messages (oldest first).
+    fn tail_set(&self, thread: ThreadId, last_micros: i64, msgs: Vec<Message>, cfg: &ChatConfig) {
+        let msgs = trim_history(msgs, cfg.history_max_messages, cfg.history_max_chars);
+        let mut tails = self.tails();
+        if tails.len() >= MAX_TAILS && !tails.contains_key(&thread) {
+            tails.clear();
+        }
+        tails.insert(thread, Tail { last_micros, msgs });
+    }
+
+    /// Appends a message just stored to the thread's tail, if the tail was current
+    /// when the thread last changed at `prev_micros` (nothing else appended since, by
+    /// this process or another); otherwise forgets the tail so the next use reloads it.
+    /// Trimming the tail again gives what trimming the whole thread would (the kept
+    /// part is always a suffix).
+    fn tail_extend(
+        &self,
+        thread: ThreadId,
+        prev_micros: i64,
+        msg: &ChatMessage,
+        cfg: &ChatConfig,
+    ) -> bool {
+        let mut tails = self.tails();
+        match tails.get_mut(&thread) {
+            Some(t) if t.last_micros == prev_micros => {
+                if let Some(role) = context_role(msg.role.as_str()) {
+                    let mut msgs = std::mem::take(&mut t.msgs);
+                    msgs.push(Message::new(role, msg.content.clone()));
+                    t.msgs = trim_history(msgs, cfg.history_max_messages, cfg.history_max_chars);
+                }
+                t.last_micros = msg.created_at.timestamp_micros();
+                true
+            }
+            _ => {
+                tails.remove(&thread);
+                false
+            }
+        }
+    }
+
+    fn tail_get(&self, thread: ThreadId) -> Option<Vec<Message>> {
+        self.tails().get(&thread).map(|t| t.msgs.clone())
+    }
+
+    /// Model ids the router's targets offer, as last listed (empty until the first
+    /// listing finished). A stale or missing listing starts a refresh in the
+    /// background, so `GET /v1/models` never waits for an upstream.
+    pub(crate) fn router_models(&self) -> Vec<String> {
+        let Some(inference) = &self.inference else {
+            return Vec::new();
+        };
+        let mut cache = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let stale = cache.fetched.is_none_or(|t| t.elapsed() > MODELS_TTL);
+        if stale
+            && !cache.refreshing
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            cache.refreshing = true;
+            let router = inference.router.clone();
+            let slot = self.models.clone();
+            rt.spawn(async move {
+                let listed = tokio::time::timeout(MODELS_TIMEOUT, router.list_models()).await;
+                let mut ids: Vec<String> = match listed {
+                    Ok(per_target) => per_target
+                        .into_iter()
+                        .filter_map(|(target, r)| match r {
+                            Ok(models) => Some(models),
+                            Err(e) => {
+                                tracing::debug!(target_name = %target, error = %e, "model listing failed");
+                                None
+                            }
+                        })
+                        .flatten()
+                        .map(|m| m.id)
+                        .filter(|id| !id.trim().is_empty() && id.len() <= 256)
+                        .collect(),
+                    Err(_) => Vec::new(),
+                };
+                ids.sort();
+                ids.dedup();
+                let mut cache = slot.lock().unwrap_or_else(|p| p.into_inner());
+                cache.ids = ids;
+                cache.fetched = Some(Instant::now());
+                cache.refreshing = false;
+            });
+        }
+        cache.ids.clone()
     }
 
     /// Serialises "find or create the active thread" per scope, so parallel requests
@@ -323,6 +455,8 @@ struct Prepared {
     project: Option<ProjectId>,
     model_id: String,
     thread: ThreadId,
+    /// When the user message of this request was stored (microseconds).
+    last_micros: i64,
     request: ChatRequest,
     pm: bool,
     stream: bool,
@@ -386,12 +520,13 @@ pub(crate) async fn project_scope(
     }
 }
 
-/// The scope's active thread (newest, changed within the window), or a new one.
+/// The scope's active thread (newest, changed within the window), or a new one; with
+/// its `updated_at` in microseconds.
 async fn active_thread(
     st: &GatewayState,
     user: UserId,
     project: Option<ProjectId>,
-) -> Result<ThreadId, OpenAiError> {
+) -> Result<(ThreadId, i64), OpenAiError> {
     const FAILED: &str = "Failed to get chat thread";
     let chat = &st.inner.chat;
     let _scope = chat.lock_scope(user, project).await;
@@ -407,13 +542,15 @@ async fn active_thread(
     if let Some(t) = threads.iter().find(|t| t.project_id == project)
         && now.signed_duration_since(t.updated_at) <= window
     {
-        return Ok(t.id);
+        return Ok((t.id, t.updated_at.timestamp_micros()));
     }
-    store
+    let t = store
         .create_thread(user, project, None)
         .await
-        .map(|t| t.id)
-        .map_err(|e| OpenAiError::internal(FAILED).with_source(e))
+        .map_err(|e| OpenAiError::internal(FAILED).with_source(e))?;
+    let updated = t.updated_at.timestamp_micros();
+    chat.tail_set(t.id, updated, Vec::new(), &st.config().chat);
+    Ok((t.id, updated))
 }
 
 /// The newest `max_messages` thread messages, oldest first, trimmed from the oldest
@@ -497,8 +634,9 @@ async fn prepare(
         return Err(OpenAiError::invalid_request(MSG_USER_REQUIRED));
     };
     // 7. Active thread, and the user message stored in it.
-    let thread = active_thread(st, user.id, project).await?;
-    st.inner
+    let (thread, thread_updated) = active_thread(st, user.id, project).await?;
+    let user_message = st
+        .inner
         .store
         .append_message(
             thread,
@@ -518,20 +656,38 @@ async fn prepare(
     };
     // 9. Context.
     let chat = &cfg.chat;
+    let runtime = &st.inner.chat;
+    let tail_current = runtime.tail_extend(thread, thread_updated, &user_message, chat);
     let request_context = || -> Vec<Message> {
         messages
             .iter()
             .filter_map(|(role, text)| context_role(role).map(|r| Message::new(r, text.clone())))
             .collect()
     };
+    let cached = if tail_current {
+        runtime.tail_get(thread)
+    } else {
+        None
+    };
     let mut context = if messages.len() > 1 {
         request_context()
+    } else if let Some(tail) = cached {
+        tail
     } else {
         match st.inner.store.list_messages(thread).await {
-            Ok(history) => history
-                .into_iter()
-                .filter_map(|m| context_role(m.role.as_str()).map(|r| Message::new(r, m.content)))
-                .collect(),
+            Ok(history) => {
+                let last = history
+                    .last()
+                    .map_or(thread_updated, |m| m.created_at.timestamp_micros());
+                let msgs: Vec<Message> = history
+                    .into_iter()
+                    .filter_map(|m| {
+                        context_role(m.role.as_str()).map(|r| Message::new(r, m.content))
+                    })
+                    .collect();
+                runtime.tail_set(thread, last, msgs.clone(), chat);
+                msgs
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "chat history could not be loaded; using the request's messages");
                 request_context()
@@ -564,6 +720,7 @@ async fn prepare(
         project,
         model_id,
         thread,
+        last_micros: user_message.created_at.timestamp_micros(),
         request,
         pm,
         stream,
@@ -742,11 +899,17 @@ async fn complete_inner(st: &GatewayState, p: &Prepared) -> Response {
             Some(j!({"model_id": p.model_id, "provider": routed.target})),
         )
         .await;
-    if let Err(e) = stored {
-        let e = OpenAiError::internal("Failed to persist message").with_source(e);
-        record(&st, p.audit("error", Some(e.code()), hit)).await;
-        return e.into_response();
-    }
+    let stored = match stored {
+        Ok(m) => m,
+        Err(e) => {
+            let e = OpenAiError::internal("Failed to persist message").with_source(e);
+            record(&st, p.audit("error", Some(e.code()), hit)).await;
+            return e.into_response();
+        }
+    };
+    st.inner
+        .chat
+        .tail_extend(p.thread, p.last_micros, &stored, &st.config().chat);
     record(&st, p.audit("success", None, hit)).await;
     json(
         StatusCode::OK,
@@ -868,13 +1031,22 @@ impl StreamState {
                 None,
             ));
         }
-        if let Err(e) = stored {
-            let e = OpenAiError::internal("Failed to persist message").with_source(e);
-            e.log();
-            record(&self.st, self.p.audit("error", Some(e.code()), hit)).await;
-            out.extend_from_slice(format!("data: {}\n\n", e.body_json()).as_bytes());
-            return Bytes::from(out);
-        }
+        let stored = match stored {
+            Ok(m) => m,
+            Err(e) => {
+                let e = OpenAiError::internal("Failed to persist message").with_source(e);
+                e.log();
+                record(&self.st, self.p.audit("error", Some(e.code()), hit)).await;
+                out.extend_from_slice(format!("data: {}\n\n", e.body_json()).as_bytes());
+                return Bytes::from(out);
+            }
+        };
+        self.st.inner.chat.tail_extend(
+            self.p.thread,
+            self.p.last_micros,
+            &stored,
+            &self.st.config().chat,
+        );
         record(&self.st, self.p.audit("success", None, hit)).await;
         let finish = self.finish.clone().unwrap_or_else(|| "stop".into());
         out.extend_from_slice(&chunk(

@@ -1,4 +1,6 @@
-//! The user API gateway: accounts, authentication and tasks, as one `axum::Router`.
+//! The user API gateway: accounts, authentication, tasks and the resource routes
+//! (skills, preferences, settings, nodes, credentials, audit, projects), as one
+//! `axum::Router`. The orchestrator calls [`ensure_default_skill`] once at start.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,11 +47,12 @@ mod error;
 mod health;
 pub(crate) mod http;
 mod listing;
+mod metrics;
+mod models;
 mod nodes;
+mod openai_error;
 mod prefs;
 mod projects;
-mod models;
-mod openai_error;
 mod ratelimit;
 mod settings;
 mod skills;
@@ -115,7 +118,7 @@ pub const OPENAPI_PATH: &str = "/openapi.json";
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users, tasks and OpenAI-compatible chat."),
+    info(title = "CyNodeAI user API", description = "User API gateway: probes, authentication, users, tasks, OpenAI-compatible chat, skills, preferences, settings, nodes, credentials, audit and projects."),
     modifiers(&BearerAuth),
     components(schemas(ProblemDetails, OpenAiErrorBody)),
     tags(
@@ -241,28 +244,37 @@ pub fn router(state: GatewayState) -> Router {
             .allow_headers(tower_http::cors::Any)
     });
     let max_body = state.inner.config.max_body_bytes;
-    api.route(
-        OPENAPI_PATH,
-        axum::routing::get(move || {
-            let body = doc_json.clone();
-            async move {
-                (
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-            }
-        }),
-    )
-    .fallback(http::not_found)
-    .method_not_allowed_fallback(http::method_not_allowed)
-    .layer(
-        ServiceBuilder::new()
-            .layer(from_fn(http::observe))
-            .layer(CatchPanicLayer::custom(http::panic_response))
-            .layer(from_fn_with_state(state.clone(), http::limit_body))
-            .layer(DefaultBodyLimit::max(max_body))
-            .layer(from_fn_with_state(state.clone(), http::timeout))
-            .option_layer(cors),
-    )
-    .with_state(state)
+    let metrics = std::sync::Arc::new(metrics::Metrics::default());
+    api.route_layer(from_fn_with_state(metrics.clone(), metrics::record))
+        .route(
+            metrics::METRICS_PATH,
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move { metrics::serve(&metrics) }
+            }),
+        )
+        .route(
+            OPENAPI_PATH,
+            axum::routing::get(move || {
+                let body = doc_json.clone();
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            }),
+        )
+        .fallback(http::not_found)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(from_fn(http::observe))
+                .layer(CatchPanicLayer::custom(http::panic_response))
+                .layer(from_fn_with_state(state.clone(), http::limit_body))
+                .layer(DefaultBodyLimit::max(max_body))
+                .layer(from_fn_with_state(state.clone(), http::timeout))
+                .option_layer(cors),
+        )
+        .with_state(state)
 }

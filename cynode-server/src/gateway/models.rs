@@ -30,12 +30,14 @@ pub struct ModelObject {
 pub struct ModelList {
     /// Always `list`.
     pub object: String,
-    /// `cynodeai.pm` first, then the configured inference model.
+    /// `cynodeai.pm` first, then the configured inference model, then the models the
+    /// router's targets offer (sorted).
     pub data: Vec<ModelObject>,
 }
 
-/// List the chat model ids: `cynodeai.pm` (the project manager surface) and the
-/// configured inference model.
+/// List the chat model ids: `cynodeai.pm` (the project manager surface), the
+/// configured inference model, then the models the inference targets offer (listed
+/// in the background and cached for a minute, so the first answer may lack them).
 #[utoipa::path(
     get, path = "/v1/models", tag = "chat",
     security(("bearer" = [])),
@@ -55,6 +57,11 @@ pub(crate) async fn list_models(State(st): State<GatewayState>, _user: AuthUser)
     let direct = st.config().inference_model.trim();
     if !direct.is_empty() && direct != PM_MODEL_ID {
         data.push(model(direct));
+    }
+    for id in st.inner.chat.router_models() {
+        if !data.iter().any(|m| m.id == id) {
+            data.push(model(&id));
+        }
     }
     json(
         StatusCode::OK,

@@ -389,7 +389,7 @@ pub(crate) async fn get_skill(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = SkillMeta),
-        (status = 400, description = "Policy violation (`application/json` body below), or Problem Details `Invalid request body` / `content required` / `invalid scope: …`", body = PolicyViolation),
+        (status = 400, description = "Policy violation (`application/json` body below), or Problem Details `Invalid request body` / `content required` / `invalid scope: …`", content((PolicyViolation = "application/json"), (ProblemDetails = "application/problem+json"))),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "`Admin required for global scope`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "Body over the size cap", body = ProblemDetails, content_type = "application/problem+json"),
@@ -437,7 +437,7 @@ pub(crate) async fn load_skill(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = SkillMeta),
-        (status = 400, description = "Policy violation (`application/json` body below), or Problem Details `invalid skill id` / `Invalid request body` / `content required` / `invalid scope: …`", body = PolicyViolation),
+        (status = 400, description = "Policy violation (`application/json` body below), or Problem Details `invalid skill id` / `Invalid request body` / `content required` / `invalid scope: …`", content((PolicyViolation = "application/json"), (ProblemDetails = "application/problem+json"))),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "`system skill is read-only` / `Not skill owner` / `Admin required for global scope`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "`skill not found`", body = ProblemDetails, content_type = "application/problem+json"),

@@ -1236,6 +1236,13 @@ pub async fn openapi_document_covers_every_route(store: Arc<dyn Store>) {
         "GET /v1/projects",
         "GET /v1/projects/{id}",
         "POST /v1/projects/set",
+        "GET /v1/models",
+        "POST /v1/chat/completions",
+        "POST /v1/chat/threads",
+        "GET /v1/chat/threads",
+        "GET /v1/chat/threads/{thread_id}",
+        "GET /v1/chat/threads/{thread_id}/messages",
+        "POST /v1/chat/threads/{thread_id}/messages",
     ];
     want.sort();
     assert_eq!(got, want);

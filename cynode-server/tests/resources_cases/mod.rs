@@ -1394,10 +1394,27 @@ pub async fn audit_routes(store: Arc<dyn Store>) {
         ids(&l, "events", "action"),
         vec!["chat.completion", "login_success"]
     );
+    // Keyset pages join up; records written meanwhile do not shift them.
     let l = ok(&w.get("/v1/audit?limit=3", &w.t_admin).await, 200);
-    assert_eq!(l["next_cursor"], json!("3"));
-    let l = ok(&w.get("/v1/audit?limit=3&cursor=3", &w.t_admin).await, 200);
+    assert_eq!(
+        ids(&l, "events", "action"),
+        vec!["db.preference.get", "chat.completion", "login_success"]
+    );
+    let cursor = l["next_cursor"].as_str().expect("a next page").to_string();
+    store
+        .record_audit(auth(Some(w.bob.id), "logout", true, "2026-01-01T11:00:00Z"))
+        .await
+        .expect("later record");
+    let l = ok(
+        &w.get(&format!("/v1/audit?limit=3&cursor={cursor}"), &w.t_admin)
+            .await,
+        200,
+    );
     assert_eq!(ids(&l, "events", "action"), vec!["login_failure"]);
+    assert_eq!(l["next_cursor"], json!(null));
+    w.get("/v1/audit?cursor=3", &w.t_admin)
+        .await
+        .assert_problem(400, "Invalid limit or cursor");
     w.get("/v1/audit?resource_type=files", &w.t_admin)
         .await
         .assert_problem(

@@ -1,144 +1,108 @@
-//! Test stack for the cynork binary: a real gateway on a real loopback socket over a
-//! real SQLite database file, plus a local job runner standing in for a worker.
+//! Test stack for the cynork binary: the real `cynode-orchestrator dev` process (user
+//! gateway, control plane, dispatcher and ONE in-process worker running jobs in real
+//! sandboxes on the test Podman socket, SQLite in a temporary data directory), on free
+//! loopback ports, optionally with a mock model endpoint as `OLLAMA_BASE_URL`.
 //!
-//! Tests only use [`Stack`]'s methods (start, URL, run `cynork`, move the clock), so
-//! the stack can later be backed by the orchestrator and worker binaries instead.
+//! Needs `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE` (scripts/test.sh provides
+//! them): missing, [`Stack::start`] returns `None` and the test is skipped, or fails
+//! under `CYNODE_REQUIRE_SERVICES=1`.
+//!
+//! The orchestrator binary is not a dependency of this package: the tests take it from
+//! this build's target directory, where a workspace build (`cargo nextest run
+//! --workspace`, `scripts/test.sh`) puts it, and build it with `cargo build -p
+//! cynode-orchestrator` only when it is missing (after `cargo test -p cynork` alone, run
+//! that build yourself if the orchestrator changed).
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use cynode_core::JobId;
-use cynode_core::auth::{JwtKey, JwtKeys, PasswordParams, bootstrap_admin_with, hash_password};
-use cynode_core::model::{Job, JobStatus, JobUpdate, NewUser, Task, TaskStatus, Timestamp};
-use cynode_core::store::{SqliteStore, Store};
-use cynode_server::gateway::{
-    Clock, GatewayConfig, GatewayState, GatewayStateBuilder, TaskDispatcher, router,
+use cynode_core::auth::{
+    JwtKey, JwtKeys, PasswordParams, TokenKind, hash_password, issue_access_token,
 };
-use serde_json::{Value, json};
+use cynode_core::model::NewUser;
+use cynode_core::store::{SqliteStore, UserStore};
+use serde_json::Value;
 
-/// The admin account every stack starts with (as the reference bootstrap does).
+/// The admin account every stack starts with (`BOOTSTRAP_ADMIN_PASSWORD`).
 pub const ADMIN: (&str, &str) = ("admin", "admin123");
 
-/// System time plus an offset that tests can move forward.
-#[derive(Debug, Default)]
-pub struct OffsetClock {
-    offset: Mutex<Duration>,
+/// The token signing key the stack's orchestrator runs with (`JWT_SECRET`), so tests
+/// can mint tokens the gateway accepts or rejects for the right reason.
+const JWT_SECRET: &str = "cynork e2e stack signing key, 32+ bytes long";
+
+struct Env {
+    docker_host: String,
+    image: String,
 }
 
-impl OffsetClock {
-    fn advance(&self, by: Duration) {
-        *self.offset.lock().unwrap_or_else(|p| p.into_inner()) += by;
-    }
-}
-
-impl Clock for OffsetClock {
-    fn now(&self) -> Timestamp {
-        let off = *self.offset.lock().unwrap_or_else(|p| p.into_inner());
-        chrono::Utc::now() + chrono::Duration::from_std(off).unwrap_or_default()
-    }
-}
-
-/// Runs `commands`/`script` jobs with the host's `sh -c` and stores a worker-style
-/// result, like a node would; prompt-mode jobs stay queued (no model here).
-struct LocalRunner {
-    store: Arc<dyn Store>,
-}
-
-#[async_trait]
-impl TaskDispatcher for LocalRunner {
-    async fn task_created(&self, task: &Task, job: &Job) -> cynode_core::Result<()> {
-        let sandbox = &job.payload["sandbox"];
-        let cmd = sandbox["command"].as_array().cloned().unwrap_or_default();
-        let is_shell = cmd.len() == 3 && cmd[0] == "sh" && cmd[1] == "-c";
-        if !is_shell {
-            return Ok(());
+fn test_env() -> Option<Env> {
+    match (
+        std::env::var("CYNODE_TEST_DOCKER_HOST"),
+        std::env::var("CYNODE_TEST_IMAGE"),
+    ) {
+        (Ok(docker_host), Ok(image)) => Some(Env { docker_host, image }),
+        _ => {
+            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!(
+                    "CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set, but CYNODE_REQUIRE_SERVICES=1 requires them"
+                );
+            }
+            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
+            None
         }
-        let script = cmd[2].as_str().unwrap_or_default().to_string();
-        let store = self.store.clone();
-        let (task_id, job_id) = (task.id, job.id);
-        tokio::spawn(async move {
-            let started = chrono::Utc::now();
-            let _ = store
-                .update_job(
-                    job_id,
-                    JobUpdate {
-                        status: Some(JobStatus::Running),
-                        started_at: Some(started),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            let _ = store.set_task_status(task_id, TaskStatus::Running).await;
-            let out = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(&script)
-                .stdin(Stdio::null())
-                .output()
-                .await;
-            let ended = chrono::Utc::now();
-            let (ok, code, stdout, stderr) = match out {
-                Ok(o) => (
-                    o.status.success(),
-                    o.status.code().unwrap_or(-1),
-                    String::from_utf8_lossy(&o.stdout).into_owned(),
-                    String::from_utf8_lossy(&o.stderr).into_owned(),
-                ),
-                Err(e) => (false, -1, String::new(), e.to_string()),
-            };
-            // A task canceled meanwhile keeps its status (terminal states are sticky).
-            if store
-                .get_task(task_id)
-                .await
-                .is_ok_and(|t| t.status.is_terminal())
-            {
-                return;
-            }
-            let status = if ok { "completed" } else { "failed" };
-            let mut result = json!({
-                "version": 1, "task_id": task_id.to_string(), "job_id": job_id.to_string(),
-                "status": status, "stdout": stdout, "stderr": stderr,
-                "started_at": started.to_rfc3339(), "ended_at": ended.to_rfc3339(),
-                "truncated": {"stdout": false, "stderr": false},
-            });
-            if code != 0 {
-                result["exit_code"] = json!(code);
-            }
-            let _ = store
-                .update_job(
-                    job_id,
-                    JobUpdate {
-                        status: Some(if ok {
-                            JobStatus::Completed
-                        } else {
-                            JobStatus::Failed
-                        }),
-                        result: Some(Value::String(result.to_string())),
-                        ended_at: Some(ended),
-                        ..Default::default()
-                    },
-                )
-                .await;
-            let _ = store
-                .set_task_status(
-                    task_id,
-                    if ok {
-                        TaskStatus::Completed
-                    } else {
-                        TaskStatus::Failed
-                    },
-                )
-                .await;
-        });
-        Ok(())
     }
+}
 
-    async fn task_canceled(&self, _task: &Task, _jobs: &[JobId]) -> cynode_core::Result<()> {
-        Ok(())
-    }
+/// The orchestrator binary of this build's target directory, built (once per test
+/// process) with the cargo that builds this test.
+fn orchestrator_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cynork = Path::new(env!("CARGO_BIN_EXE_cynork"));
+        let profile_dir = cynork.parent().expect("profile directory");
+        let target_dir = profile_dir.parent().expect("target directory");
+        let profile = profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("profile name");
+        let profile = if profile == "debug" { "dev" } else { profile };
+        let bin = profile_dir.join("cynode-orchestrator");
+        if bin.is_file() {
+            // A per-package build unifies features differently from the workspace build
+            // and would recompile for minutes; the workspace build already made it.
+            return bin;
+        }
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "cynode-orchestrator",
+                "--bin",
+                "cynode-orchestrator",
+                "--profile",
+                profile,
+            ])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cargo build -p cynode-orchestrator");
+        assert!(
+            out.status.success(),
+            "cargo build -p cynode-orchestrator failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+    .clone()
 }
 
 /// The output of one `cynork` run.
@@ -177,82 +141,151 @@ impl Run {
     }
 }
 
-/// A running gateway plus what tests need around it.
+/// A running `cynode-orchestrator dev` plus what tests need around it.
 pub struct Stack {
     url: String,
     dir: tempfile::TempDir,
-    clock: Arc<OffsetClock>,
-    store: Arc<dyn Store>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    child: Child,
+    stderr_log: PathBuf,
 }
 
 impl Stack {
-    /// A stack with the default gateway configuration.
-    pub fn start() -> Stack {
-        Self::start_with(GatewayConfig::default(), |b| b)
+    /// A stack without a model endpoint (chat answers that none is configured).
+    /// `None` when the test environment lacks the container services (skipped).
+    pub fn start() -> Option<Stack> {
+        Self::start_with(None)
     }
 
-    /// A stack with a gateway configuration and extra state (e.g. chat inference).
-    pub fn start_with(
-        config: GatewayConfig,
-        extra: impl FnOnce(GatewayStateBuilder) -> GatewayStateBuilder + Send + 'static,
-    ) -> Stack {
+    /// A stack whose orchestrator and worker use `ollama_base_url` for inference.
+    pub fn start_with(ollama_base_url: Option<&str>) -> Option<Stack> {
+        let env = test_env()?;
+        let bin = orchestrator_bin();
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("gateway.sqlite");
-        let clock = Arc::new(OffsetClock::default());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Arc<dyn Store>>();
-        let c = clock.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let store: Arc<dyn Store> =
-                    Arc::new(SqliteStore::open(&db).await.expect("open sqlite"));
-                let fast = PasswordParams::insecure_fast_for_tests();
-                bootstrap_admin_with(store.as_ref(), ADMIN.0, ADMIN.1, &fast)
-                    .await
-                    .expect("bootstrap admin");
-                let config = GatewayConfig {
-                    password_params: fast,
-                    ..config
-                };
-                let keys = JwtKeys::new(JwtKey::new("k1", b"cynork test stack secret".to_vec()));
-                let builder = GatewayState::builder(store.clone(), keys)
-                    .config(config)
-                    .clock(c)
-                    .dispatcher(Arc::new(LocalRunner {
-                        store: store.clone(),
-                    }));
-                let app = router(extra(builder).build());
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                ready_tx.send(store).expect("ready");
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .expect("serve");
-            });
+        let data = dir.path().join("data");
+        let stderr_log = dir.path().join("orchestrator.stderr.log");
+        let err_file = std::fs::File::create(&stderr_log).expect("stderr log");
+        // A slug of its own: the worker reaps orphaned sandboxes of its slug at start.
+        let slug = format!(
+            "cynork-e2e-{}",
+            uuid::Uuid::new_v4()
+                .simple()
+                .to_string()
+                .get(..12)
+                .unwrap_or("x")
+        );
+        let mut cmd = Command::new(bin);
+        cmd.args(["dev", "--no-demo"])
+            .arg("--data-dir")
+            .arg(&data)
+            .args([
+                "--gateway-listen",
+                "127.0.0.1:0",
+                "--egress-listen",
+                "127.0.0.1:0",
+                "--control-plane-listen",
+                "127.0.0.1:0",
+                "--worker-listen",
+                "127.0.0.1:0",
+                "--node-slug",
+                &slug,
+            ])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("CONTAINER_HOST", &env.docker_host)
+            .env("CYNODE_SANDBOX_IMAGE", &env.image)
+            .env("BOOTSTRAP_ADMIN_PASSWORD", ADMIN.1)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("DISPATCH_POLL_INTERVAL", "200ms")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(err_file);
+        if let Some(u) = ollama_base_url {
+            cmd.env("OLLAMA_BASE_URL", u);
+        }
+        let mut child = cmd.spawn().expect("start cynode-orchestrator dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Keep draining so the orchestrator never blocks on a full pipe.
+                    continue;
+                }
+            }
         });
-        let store = ready_rx.recv().expect("gateway started");
-        Stack {
-            url,
+        let mut stack = Stack {
+            url: String::new(),
             dir,
-            clock,
-            store,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            child,
+            stderr_log,
+        };
+        let mut seen = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some((_, rest)) = line.split_once("user gateway") {
+                        stack.url = rest.split_whitespace().next().unwrap_or_default().into();
+                    }
+                    let ready = line.contains("ready; press Ctrl-C to stop");
+                    seen.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(_) => panic!(
+                    "the orchestrator did not become ready:\nstdout:\n{}\n{}",
+                    seen.join("\n"),
+                    stack.diagnostics()
+                ),
+            }
+        }
+        assert!(
+            stack.url.starts_with("http://127.0.0.1:"),
+            "no gateway URL in the banner:\n{}",
+            seen.join("\n")
+        );
+        stack.wait_for_node();
+        Some(stack)
+    }
+
+    /// The last lines of the orchestrator's log.
+    pub fn diagnostics(&self) -> String {
+        let err = std::fs::read_to_string(&self.stderr_log).unwrap_or_default();
+        let tail: Vec<&str> = err.lines().rev().take(60).collect();
+        format!(
+            "--- orchestrator log (last 60 lines):\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    }
+
+    /// Waits until the in-process worker has registered and been configured, so jobs
+    /// get dispatched (the control plane lists it as a node).
+    fn wait_for_node(&self) {
+        let cfg = self.config("stack-probe");
+        self.login_admin(&cfg);
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = self.cynork(&cfg, &["nodes", "list", "-o", "json"], None);
+            let dispatchable = r.code == 0
+                && serde_json::from_str::<Value>(&r.stdout).is_ok_and(|j| {
+                    j["nodes"]
+                        .as_array()
+                        .is_some_and(|n| n.iter().any(|n| n["dispatchable"] == true))
+                });
+            if dispatchable {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the in-process worker did not become active: {r:#?}\n{}",
+                self.diagnostics()
+            );
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 
@@ -271,14 +304,32 @@ impl Stack {
         self.dir.path().join("cfg").join(name).join("config.yaml")
     }
 
-    /// Moves the gateway's clock forward (token expiry without waiting).
-    pub fn advance_clock(&self, by: Duration) {
-        self.clock.advance(by);
+    /// Replaces the access token stored in `config` with one for the same user, signed
+    /// with the stack's real key, that expired an hour ago (the refresh token stays).
+    pub fn expire_token(&self, config: &Path) {
+        let keys = JwtKeys::new(JwtKey::new("k1", JWT_SECRET.as_bytes().to_vec()));
+        let token = config_value(config, "token").expect("a logged-in config");
+        let claims = keys
+            .verify(&token, TokenKind::Access, chrono::Utc::now())
+            .expect("the stored token is a valid access token of this stack");
+        let user = claims.user().expect("user id claim");
+        let (expired, _) = issue_access_token(
+            &keys,
+            user,
+            claims.handle.as_deref().unwrap_or_default(),
+            chrono::Utc::now() - chrono::Duration::hours(2),
+            Duration::from_secs(3600),
+        );
+        let text = std::fs::read_to_string(config).expect("read config");
+        let replaced = text.replacen(&token, &expired, 1);
+        assert_ne!(text, replaced, "token not found in the config file");
+        std::fs::write(config, replaced).expect("write config");
     }
 
-    /// Creates a user with a password.
+    /// Creates a user with a password. The gateway has no route creating accounts, so
+    /// this writes it into the orchestrator's SQLite database (WAL: safe while it runs).
     pub fn add_user(&self, handle: &str, password: &str) {
-        let store = self.store.clone();
+        let db = self.dir.path().join("data").join("cynode.db");
         let (h, p) = (handle.to_string(), password.to_string());
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
@@ -286,6 +337,9 @@ impl Stack {
                 .build()
                 .expect("rt")
                 .block_on(async move {
+                    let store = SqliteStore::open(&db)
+                        .await
+                        .expect("open the stack's SQLite");
                     let hash = hash_password(&p, &PasswordParams::insecure_fast_for_tests())
                         .expect("hash");
                     store
@@ -295,7 +349,7 @@ impl Stack {
                             password: Some(hash),
                         })
                         .await
-                        .expect("create user")
+                        .expect("create user");
                 })
         })
         .join()
@@ -319,7 +373,7 @@ impl Stack {
         run(self.command(config, args), stdin)
     }
 
-    /// Logs `config` in as the admin; returns the config path for chaining.
+    /// Logs `config` in as the admin.
     pub fn login_admin(&self, config: &Path) {
         self.cynork(
             config,
@@ -331,13 +385,21 @@ impl Stack {
 }
 
 impl Drop for Stack {
+    /// SIGTERM (the orchestrator drains its worker and stops its sandboxes), then
+    /// SIGKILL if it has not exited after 30 s.
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

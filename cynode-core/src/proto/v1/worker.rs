@@ -39,6 +39,49 @@ pub struct RunJobRequest {
     /// What to run.
     #[serde(default)]
     pub sandbox: SandboxRequest,
+    /// Job-scoped inference grant (Rust extension, not in §6.2): present only for a job
+    /// with `use_inference` when the orchestrator runs an API egress service. A node
+    /// that does not know the field ignores it and serves the job from its own models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inference: Option<InferenceGrant>,
+}
+
+/// The `inference` object of a [`RunJobRequest`] (Rust extension): what the node needs
+/// to serve the job's inference socket with external models through the orchestrator's
+/// API egress service. The token is a job-scoped bearer (bound to this task and job,
+/// with an expiry), never a provider key; `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct InferenceGrant {
+    /// The job-scoped token for `POST {api_egress_url}/v1/call`.
+    #[serde(default)]
+    pub token: String,
+    /// Base URL of the API egress service, as the node reaches it.
+    #[serde(default)]
+    pub api_egress_url: String,
+    /// External providers the job may use and their models (empty: none, the job's
+    /// inference stays on the node's own models).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external: Vec<ExternalModelGrant>,
+}
+
+impl std::fmt::Debug for InferenceGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InferenceGrant")
+            .field("token", &"[REDACTED]")
+            .field("api_egress_url", &self.api_egress_url)
+            .field("external", &self.external)
+            .finish()
+    }
+}
+
+/// One external provider of an [`InferenceGrant`].
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExternalModelGrant {
+    /// Provider id as the API egress service knows it (`openai`, `anthropic`, …).
+    pub provider: String,
+    /// Model ids the job may name for it.
+    #[serde(default)]
+    pub models: Vec<String>,
 }
 
 /// The `sandbox` object of a [`RunJobRequest`].
@@ -440,6 +483,37 @@ mod tests {
         let back: RunJobRequest =
             serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn inference_grant_round_trips_and_debug_redacts_the_token() {
+        let token = "cnj1.AAAAsecret-job-token.BBBB";
+        let body = json!({"version": 1, "task_id": "t", "job_id": "j",
+            "sandbox": {"command": ["true"], "use_inference": true},
+            "inference": {"token": token, "api_egress_url": "http://egress:12084",
+                "external": [{"provider": "openai", "models": ["gpt-4o-mini"]}]}});
+        let r: RunJobRequest = serde_json::from_value(body.clone()).unwrap();
+        let grant = r.inference.as_ref().unwrap();
+        assert_eq!(grant.token, token);
+        assert_eq!(grant.external[0].models, ["gpt-4o-mini"]);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["inference"],
+            body["inference"]
+        );
+        let debug = format!("{r:?} {grant:?} {r:#?}");
+        assert!(!debug.contains("secret-job-token"), "{debug}");
+        assert!(debug.contains("[REDACTED]") && debug.contains("http://egress:12084"));
+        // Absent grant: the field is not written (old readers see the §6.2 shape).
+        let plain: RunJobRequest =
+            serde_json::from_value(json!({"version": 1, "sandbox": {"command": ["true"]}}))
+                .unwrap();
+        assert!(plain.inference.is_none());
+        assert!(
+            serde_json::to_value(&plain)
+                .unwrap()
+                .get("inference")
+                .is_none()
+        );
     }
 
     #[test]

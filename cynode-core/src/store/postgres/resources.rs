@@ -7,8 +7,11 @@ use uuid::Uuid;
 
 use super::PgStore;
 use super::error::{db_err, missing_parent};
-use super::rows::{PreferenceRow, preference_columns};
-use crate::model::{PreferenceEntry, Scope, json_type_name};
+use super::rows::{
+    AuthAuditRow, ChatAuditRow, McpAuditRow, PreferenceRow, auth_audit_columns, chat_audit_columns,
+    mcp_audit_columns, preference_columns,
+};
+use crate::model::{AuditKind, AuditRecord, PreferenceEntry, Scope, json_type_name};
 use crate::store::memory::now;
 use crate::store::preference_audit as pa;
 use crate::store::settings::{check_version, validate_write};
@@ -627,5 +630,43 @@ impl PreferenceAuditStore for PgStore {
                 reason: r.reason,
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl AuditQueryStore for PgStore {
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        macro_rules! page {
+            ($cols:expr, $table:literal, $row:ty) => {{
+                let rows: Vec<$row> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    $cols,
+                    " FROM ",
+                    $table,
+                    " WHERE ($1::uuid IS NULL OR user_id = $1) \
+                       AND ($2::timestamptz IS NULL OR created_at >= $2) \
+                       AND ($3::timestamptz IS NULL OR created_at <= $3) \
+                       AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $6"
+                ))
+                .bind(q.user_id.map(|u| u.0))
+                .bind(q.since)
+                .bind(q.until)
+                .bind(q.after.map(|(t, _)| t))
+                .bind(q.after.map(|(_, id)| id.0))
+                .bind(i64::from(crate::store::validate::limit(q.limit)))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+                rows.into_iter().map(AuditRecord::from).collect()
+            }};
+        }
+        Ok(match q.kind {
+            AuditKind::Auth => page!(auth_audit_columns!(), "auth_audit_log", AuthAuditRow),
+            AuditKind::Chat => page!(chat_audit_columns!(), "chat_audit_log", ChatAuditRow),
+            AuditKind::McpToolCall => {
+                page!(mcp_audit_columns!(), "mcp_tool_call_audit_log", McpAuditRow)
+            }
+        })
     }
 }

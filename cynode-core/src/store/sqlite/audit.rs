@@ -8,7 +8,7 @@ use crate::model::*;
 use crate::store::{AuditStore, validate};
 use crate::{Error, Result};
 
-fn auth_row(r: &SqliteRow) -> Result<AuditRecord> {
+pub(super) fn auth_row(r: &SqliteRow) -> Result<AuditRecord> {
     Ok(AuditRecord::Auth(AuthAudit {
         id: r.id("id")?,
         event_type: r.text("event_type")?,
@@ -22,7 +22,7 @@ fn auth_row(r: &SqliteRow) -> Result<AuditRecord> {
     }))
 }
 
-fn chat_row(r: &SqliteRow) -> Result<AuditRecord> {
+pub(super) fn chat_row(r: &SqliteRow) -> Result<AuditRecord> {
     let kinds = match r.opt_json("redaction_kinds")? {
         None => Vec::new(),
         Some(v) => serde_json::from_value(v).map_err(|e| Error::Internal {
@@ -47,7 +47,7 @@ fn chat_row(r: &SqliteRow) -> Result<AuditRecord> {
     }))
 }
 
-fn mcp_row(r: &SqliteRow) -> Result<AuditRecord> {
+pub(super) fn mcp_row(r: &SqliteRow) -> Result<AuditRecord> {
     Ok(AuditRecord::McpToolCall(McpToolCallAudit {
         id: r.id("id")?,
         task_id: r.opt_id("task_id")?,

@@ -5,9 +5,10 @@ use serde_json::Value;
 use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 
+use super::audit::{auth_row, chat_row, mcp_row};
 use super::preferences::{fetch_pref, scope_key};
 use super::{RowExt, SqliteStore, db, json_text, opt_json_text, to_i32, ts};
-use crate::model::{PreferenceEntry, Scope, json_type_name};
+use crate::model::{AuditKind, AuditRecord, PreferenceEntry, Scope, json_type_name};
 use crate::store::memory::now;
 use crate::store::preference_audit as pa;
 use crate::store::settings::{check_version, validate_write};
@@ -549,5 +550,51 @@ impl PreferenceAuditStore for SqliteStore {
                 })
             })
             .collect()
+    }
+}
+
+#[async_trait]
+impl AuditQueryStore for SqliteStore {
+    async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        const ACTION: &str = "read the audit log";
+        const FILTER: &str = "WHERE (?1 IS NULL OR user_id = ?1)
+               AND (?2 IS NULL OR created_at >= ?2)
+               AND (?3 IS NULL OR created_at <= ?3)
+               AND (?4 IS NULL OR (created_at, id) < (?4, ?5))
+             ORDER BY created_at DESC, id DESC LIMIT ?6";
+        let (columns, table, decode): (&str, &str, fn(&SqliteRow) -> Result<AuditRecord>) =
+            match q.kind {
+                AuditKind::Auth => (
+                    "id, event_type, user_id, subject_handle, success, ip_address, user_agent, \
+                     reason, created_at",
+                    "auth_audit_log",
+                    auth_row,
+                ),
+                AuditKind::Chat => (
+                    "id, created_at, user_id, project_id, outcome, error_code, redaction_applied, \
+                     redaction_kinds, duration_ms, request_id",
+                    "chat_audit_log",
+                    chat_row,
+                ),
+                AuditKind::McpToolCall => (
+                    "id, created_at, task_id, project_id, job_id, user_id, tool_name, decision, \
+                     status, duration_ms, error_type",
+                    "mcp_tool_call_audit_log",
+                    mcp_row,
+                ),
+            };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {columns} FROM {table} {FILTER}"
+        )))
+        .bind(q.user_id.map(|u| u.to_string()))
+        .bind(q.since.map(ts))
+        .bind(q.until.map(ts))
+        .bind(q.after.map(|(t, _)| ts(t)))
+        .bind(q.after.map(|(_, id)| id.to_string()))
+        .bind(i64::from(crate::store::validate::limit(q.limit)))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db(ACTION))?;
+        rows.iter().map(decode).collect()
     }
 }

@@ -1,0 +1,125 @@
+//! Helpers shared by the orchestrator's binary tests: the binary with a clean
+//! environment, free ports, and a fresh PostgreSQL database per test from
+//! `CYNODE_TEST_PG_URL`.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use sqlx::Connection;
+
+/// The orchestrator binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_cynode-orchestrator");
+/// A JWT signing key long enough for `serve`.
+pub const JWT: &str = "a-test-signing-key-of-at-least-32-bytes!";
+
+/// The orchestrator with a clean environment: only what a case sets.
+pub fn orchestrator(data_dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CYNODE_DATA_DIR", data_dir)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd` to completion.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("run cynode-orchestrator")
+}
+
+/// The captured stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// `CYNODE_TEST_PG_URL`, or `None` (skip) when unset and services are not required.
+pub fn pg_url() -> Option<String> {
+    match std::env::var("CYNODE_TEST_PG_URL") {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!("CYNODE_TEST_PG_URL is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
+            }
+            eprintln!("skipped: CYNODE_TEST_PG_URL not set");
+            None
+        }
+    }
+}
+
+/// A fresh database on the test server: `(url, name)`; dropped by [`drop_db`].
+pub async fn create_db(admin_url: &str) -> (String, String) {
+    let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create database");
+    let (base, _) = admin_url.rsplit_once('/').expect("url has a database");
+    (format!("{base}/{name}"), name)
+}
+
+/// Drops a database made by [`create_db`] (best effort).
+pub async fn drop_db(admin_url: &str, name: &str) {
+    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await;
+    }
+}
+
+/// The container engine and image of the test environment.
+pub struct Podman {
+    /// `CYNODE_TEST_DOCKER_HOST`.
+    pub docker_host: String,
+    /// `CYNODE_TEST_IMAGE`.
+    pub image: String,
+}
+
+/// `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE`, or `None` (skip) when unset and
+/// services are not required.
+pub fn podman() -> Option<Podman> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (var("CYNODE_TEST_DOCKER_HOST"), var("CYNODE_TEST_IMAGE")) {
+        (Some(docker_host), Some(image)) => Some(Podman { docker_host, image }),
+        _ => {
+            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+                panic!(
+                    "CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set, but CYNODE_REQUIRE_SERVICES=1 requires them"
+                );
+            }
+            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
+            None
+        }
+    }
+}
+
+/// Logs in on the gateway at `gw`; the access token.
+pub async fn login(http: &reqwest::Client, gw: &str, handle: &str, password: &str) -> String {
+    let r = http
+        .post(format!("{gw}/v1/auth/login"))
+        .json(&serde_json::json!({"handle": handle, "password": password}))
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(r.status(), 200, "login as {handle}");
+    let body: serde_json::Value = r.json().await.expect("login body");
+    body["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_string()
+}
