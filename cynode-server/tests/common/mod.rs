@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod cases;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
