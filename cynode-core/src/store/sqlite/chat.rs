@@ -184,26 +184,19 @@ impl ChatStore for SqliteStore {
 
     async fn recent_messages(&self, thread_id: ThreadId, limit: u32) -> Result<Vec<ChatMessage>> {
         const ACTION: &str = "read recent chat messages";
-        let mut tx = self.read(ACTION).await?;
-        if !exists(
-            &mut tx,
-            "SELECT 1 FROM chat_threads WHERE id = ?1",
-            thread_id.to_string(),
-            ACTION,
-        )
-        .await?
-        {
-            return Err(Error::not_found("thread", thread_id));
-        }
+        // One query on the hot path; only an empty answer asks whether the thread exists.
         let rows = sqlx::query(
             "SELECT id, thread_id, role, content, metadata, created_at FROM chat_messages
              WHERE thread_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
         )
         .bind(thread_id.to_string())
         .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.reader)
         .await
         .map_err(db(ACTION))?;
+        if rows.is_empty() {
+            self.get_thread(thread_id).await?;
+        }
         let mut v = rows.iter().map(message_row).collect::<Result<Vec<_>>>()?;
         v.reverse();
         Ok(v)
@@ -222,64 +215,62 @@ impl ChatStore for SqliteStore {
 }
 
 /// Appends messages to a thread inside the caller's write transaction and bumps the
-/// thread's `updated_at`; `not_found` (and nothing usable written: the caller's
-/// transaction is dropped) when the thread does not exist.
+/// thread's `updated_at`; `not_found` when the thread does not exist (nothing written).
+/// The bump goes first, so an unknown thread is found before any insert; the messages
+/// then go in with one statement.
 async fn append(
     tx: &mut sqlx::SqliteConnection,
     thread_id: ThreadId,
     messages: Vec<NewChatMessage>,
     action: &str,
 ) -> Result<Vec<ChatMessage>> {
-    if messages.is_empty() {
-        return if exists(
+    let t = now();
+    let found = if messages.is_empty() {
+        exists(
             tx,
             "SELECT 1 FROM chat_threads WHERE id = ?1",
             thread_id.to_string(),
             action,
         )
         .await?
-        {
-            Ok(Vec::new())
-        } else {
-            Err(Error::not_found("thread", thread_id))
-        };
+    } else {
+        sqlx::query("UPDATE chat_threads SET updated_at = ?2 WHERE id = ?1")
+            .bind(thread_id.to_string())
+            .bind(ts(t))
+            .execute(&mut *tx)
+            .await
+            .map_err(db(action))?
+            .rows_affected()
+            > 0
+    };
+    if !found {
+        return Err(Error::not_found("thread", thread_id));
     }
-    let t = now();
-    let mut stored = Vec::with_capacity(messages.len());
-    // Messages go in first and the thread bump last: the thread's foreign key rejects
-    // an unknown thread, and a failed bump rolls the messages back.
-    for m in messages {
-        let m = ChatMessage {
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<ChatMessage> = messages
+        .into_iter()
+        .map(|m| ChatMessage {
             id: MessageId::new(),
             thread_id,
             role: m.role,
             content: m.content,
             metadata: m.metadata,
             created_at: t,
-        };
-        sqlx::query(
-            "INSERT INTO chat_messages (id, thread_id, role, content, metadata, created_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM chat_threads WHERE id = ?2)",
-        )
-        .bind(m.id.to_string())
-        .bind(thread_id.to_string())
-        .bind(m.role.as_str())
-        .bind(&m.content)
-        .bind(opt_json_text(&m.metadata))
-        .bind(ts(t))
-        .execute(&mut *tx)
-        .await
-        .map_err(db(action))?;
-        stored.push(m);
-    }
-    let bumped = sqlx::query("UPDATE chat_threads SET updated_at = ?2 WHERE id = ?1")
-        .bind(thread_id.to_string())
-        .bind(ts(t))
-        .execute(&mut *tx)
-        .await
-        .map_err(db(action))?;
-    if bumped.rows_affected() == 0 {
-        return Err(Error::not_found("thread", thread_id));
-    }
+        })
+        .collect();
+    let mut insert = sqlx::QueryBuilder::new(
+        "INSERT INTO chat_messages (id, thread_id, role, content, metadata, created_at) ",
+    );
+    insert.push_values(&stored, |mut row, m| {
+        row.push_bind(m.id.to_string())
+            .push_bind(thread_id.to_string())
+            .push_bind(m.role.as_str())
+            .push_bind(m.content.clone())
+            .push_bind(opt_json_text(&m.metadata))
+            .push_bind(ts(t));
+    });
+    insert.build().execute(&mut *tx).await.map_err(db(action))?;
     Ok(stored)
 }
