@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use cynode_sandbox::{PullPolicy, RunAs};
+use cynode_sandbox::node::NodeManagerConfig;
+use cynode_sandbox::{DockerConfig, DriverConfig, ImagePolicy, InferenceConfig, PullPolicy, RunAs};
 
 /// A CyNodeAI worker node: runs jobs from the orchestrator in sandboxes.
 ///
@@ -359,6 +360,78 @@ impl Args {
                 )
             })
     }
+
+    /// The sandbox driver's settings for node `node_slug`, its job directories under
+    /// `mount_root` and, unless --sandbox-only, inference from `ollama`.
+    pub fn driver_config(
+        &self,
+        node_slug: &str,
+        mount_root: PathBuf,
+        ollama: &str,
+    ) -> anyhow::Result<DriverConfig> {
+        Ok(DriverConfig {
+            owner: owner(node_slug),
+            mount_root,
+            run_as: run_as(&self.run_as)?,
+            default_timeout_secs: self.default_timeout_secs.max(1),
+            max_timeout_secs: self.max_timeout_secs.max(1),
+            max_output_bytes: self.max_output_bytes.max(1),
+            images: ImagePolicy {
+                default_image: self.sandbox_image.clone(),
+                pull: self.pull_policy(),
+                ..Default::default()
+            },
+            inference: (!self.sandbox_only).then(|| InferenceConfig {
+                upstream_url: ollama.to_string(),
+                ..Default::default()
+            }),
+            userns_keep_id: self.userns_keep_id,
+            ..Default::default()
+        })
+    }
+
+    /// The node manager's settings: register with `psk` as `node_slug`, the Worker API
+    /// listening on `port`, the container engine `docker`, inference from `ollama`
+    /// (unless --sandbox-only), state under `state_dir`.
+    pub fn node_manager_config(
+        &self,
+        psk: String,
+        node_slug: &str,
+        port: u16,
+        docker: DockerConfig,
+        ollama: String,
+        state_dir: PathBuf,
+    ) -> NodeManagerConfig {
+        let mut config = NodeManagerConfig::new(
+            &self.orchestrator_url,
+            psk,
+            node_slug,
+            self.public_url(port),
+        );
+        config.node_name = self.node_name.clone();
+        config.labels = self
+            .labels
+            .iter()
+            .filter(|l| !l.is_empty())
+            .cloned()
+            .collect();
+        config.sandbox_only = self.sandbox_only;
+        config.docker = docker;
+        config.runtime_check_image = (!self.skip_container_check).then(|| {
+            self.runtime_check_image
+                .clone()
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| self.sandbox_image.clone())
+        });
+        config.inference_base_url = (!self.sandbox_only).then_some(ollama);
+        config.state_dir = state_dir;
+        config.report_interval = self.report_interval.max(Duration::from_millis(100));
+        config.http_timeout = self.http_timeout.max(Duration::from_millis(100));
+        config.readiness_timeout =
+            (!self.readiness_timeout.is_zero()).then_some(self.readiness_timeout);
+        config.drain_grace = self.drain_grace;
+        config
+    }
 }
 
 /// The sandbox driver's owner label of node `slug`: `node-<slug>` with every character
@@ -397,6 +470,43 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_become_the_driver_and_node_manager_settings() {
+        let a = Args::try_parse_from([
+            "cynode-worker",
+            "--sandbox-only",
+            "--report-interval",
+            "1ms",
+            "--readiness-timeout",
+            "0",
+            "--labels",
+            "gpu,,eu",
+            "--run-as",
+            "1000:1001",
+        ])
+        .unwrap();
+        let d = a
+            .driver_config("n 1", PathBuf::from("/m"), "http://o:1")
+            .unwrap();
+        assert_eq!((d.owner.as_str(), d.run_as.gid), ("node-n_1", 1001));
+        assert!(d.inference.is_none(), "--sandbox-only: no inference socket");
+        let m = a.node_manager_config(
+            "psk".into(),
+            "n1",
+            12090,
+            DockerConfig::new("unix:///x.sock"),
+            "http://o:1".into(),
+            PathBuf::from("/s"),
+        );
+        assert_eq!(m.labels, ["gpu", "eu"]);
+        assert_eq!(m.report_interval, Duration::from_millis(100));
+        assert!(m.readiness_timeout.is_none() && m.inference_base_url.is_none());
+        assert!(m.sandbox_only);
+
+        let a = Args::try_parse_from(["cynode-worker", "--run-as", "0:1"]).unwrap();
+        assert!(a.driver_config("n", PathBuf::from("/m"), "x").is_err());
     }
 
     #[test]

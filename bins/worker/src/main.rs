@@ -18,10 +18,10 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use cynode_egress::job_host::EgressJobInference;
 use cynode_sandbox::node::{
-    NodeManager, NodeManagerConfig, ShutdownOutcome, StandaloneProxy, Telemetry, WorkerApiConfig,
-    WorkerApiState, capability, healthcheck, remove_stale_socket, sba_run_args, worker_api_router,
+    NodeManager, ShutdownOutcome, StandaloneProxy, Telemetry, WorkerApiConfig, WorkerApiState,
+    capability, healthcheck, remove_stale_socket, sba_run_args, worker_api_router,
 };
-use cynode_sandbox::{DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceConfig};
+use cynode_sandbox::{DockerConfig, Driver};
 
 use crate::cli::{Args, Command, LogFormat, ProxyArgs};
 
@@ -119,25 +119,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let ollama = args.ollama_url();
     let docker = DockerConfig::new(&docker_host);
 
-    let driver_config = DriverConfig {
-        owner: cli::owner(&node_slug),
-        mount_root,
-        run_as: cli::run_as(&args.run_as)?,
-        default_timeout_secs: args.default_timeout_secs.max(1),
-        max_timeout_secs: args.max_timeout_secs.max(1),
-        max_output_bytes: args.max_output_bytes.max(1),
-        images: ImagePolicy {
-            default_image: args.sandbox_image.clone(),
-            pull: args.pull_policy(),
-            ..Default::default()
-        },
-        inference: (!args.sandbox_only).then(|| InferenceConfig {
-            upstream_url: ollama.clone(),
-            ..Default::default()
-        }),
-        userns_keep_id: args.userns_keep_id,
-        ..Default::default()
-    };
+    let driver_config = args.driver_config(&node_slug, mount_root, &ollama)?;
     let driver = Driver::connect(&docker, driver_config)
         .await
         .with_context(|| format!("container engine at {docker_host}"))?;
@@ -205,31 +187,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let Some(psk) = args.registration_psk.clone().filter(|p| !p.is_empty()) else {
             bail!("NODE_REGISTRATION_PSK (--psk) is required");
         };
-        let public_url = args.public_url(local.port());
-        let mut config =
-            NodeManagerConfig::new(&args.orchestrator_url, psk, &node_slug, public_url);
-        config.node_name = args.node_name.clone();
-        config.labels = args
-            .labels
-            .iter()
-            .filter(|l| !l.is_empty())
-            .cloned()
-            .collect();
-        config.sandbox_only = args.sandbox_only;
-        config.docker = docker;
-        config.runtime_check_image = (!args.skip_container_check).then(|| {
-            args.runtime_check_image
-                .clone()
-                .filter(|i| !i.is_empty())
-                .unwrap_or_else(|| args.sandbox_image.clone())
-        });
-        config.inference_base_url = (!args.sandbox_only).then_some(ollama);
-        config.state_dir = state_dir;
-        config.report_interval = args.report_interval.max(Duration::from_millis(100));
-        config.http_timeout = args.http_timeout.max(Duration::from_millis(100));
-        config.readiness_timeout =
-            (!args.readiness_timeout.is_zero()).then_some(args.readiness_timeout);
-        config.drain_grace = args.drain_grace;
+        let config =
+            args.node_manager_config(psk, &node_slug, local.port(), docker, ollama, state_dir);
         let manager = NodeManager::new(config, api.clone())?;
         match manager.run(shutdown_signal()).await {
             ShutdownOutcome::Clean(report) => {
