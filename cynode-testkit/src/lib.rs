@@ -27,6 +27,11 @@
 //! # let _ = addr;
 //! # }
 //! ```
+//!
+//! [`podman`] holds the fixtures of the tests that run sandbox jobs with inference on the
+//! test Podman (environment check, trace capture, the `uds-http` job helper).
+
+pub mod podman;
 
 use std::{
     net::SocketAddr,
