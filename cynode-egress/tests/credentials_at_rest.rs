@@ -99,11 +99,30 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
     let addr = listener.local_addr().unwrap();
     let app = router(EgressState::policy(&config, deps).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    // The token's job runs (the egress service accepts job tokens only then).
+    let job = store
+        .create_job(cynode_core::model::NewJob {
+            id: JobId::new(),
+            task_id: task.id,
+            payload: json!({}),
+        })
+        .await
+        .unwrap();
+    store
+        .update_job(
+            job.id,
+            cynode_core::model::JobUpdate {
+                status: Some(cynode_core::model::JobStatus::Running),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     let token = JobTokenKey::from_base64(&Secret::new(token_key))
         .unwrap()
         .issue(&JobClaims::new(
             task.id,
-            JobId::new(),
+            job.id,
             Utc::now(),
             chrono::Duration::minutes(5),
         ));
