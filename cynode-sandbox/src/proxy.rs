@@ -67,7 +67,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// Where requests go.
 enum Upstream {
     /// `http://host[:port]`, through a pooled client.
-    Http { base: Uri, client: HttpClient },
+    Http { base: Uri, client: Box<HttpClient> },
     /// `unix:///path`: one HTTP/1.1 connection per request to the socket.
     Unix { path: PathBuf },
 }
@@ -104,7 +104,7 @@ impl Upstream {
         }
         Ok(Upstream::Http {
             base,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Box::new(Client::builder(TokioExecutor::new()).build_http()),
         })
     }
 
@@ -400,7 +400,7 @@ mod tests {
     fn mock_app(hits: Arc<AtomicUsize>) -> Router {
         let h1 = hits.clone();
         let h2 = hits.clone();
-        let app = Router::new()
+        Router::new()
             .route(
                 "/api/chat",
                 post(move |body: Bytes| {
@@ -425,8 +425,7 @@ mod tests {
                         "pulled"
                     }
                 }),
-            );
-        app
+            )
     }
 
     async fn call(sock: &Path, method: &str, path: &str, body: Vec<u8>) -> (StatusCode, String) {
