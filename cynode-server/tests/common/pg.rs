@@ -1,4 +1,8 @@
 //! A fresh PostgreSQL database per test (`CYNODE_TEST_PG_URL`), dropped at the end.
+//!
+//! Shared by the suites as `common::pg` (with the gateway harness) or on its own as
+//! `#[path = "common/pg.rs"] mod pg;`.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +25,7 @@ pub fn service_var(name: &str) -> Option<String> {
     }
 }
 
+/// Replaces the database name in a PostgreSQL URL (keeping any `?options`).
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
@@ -37,35 +42,64 @@ pub fn with_database(url: &str, db: &str) -> String {
     }
 }
 
+/// A database `cynode_t_<uuid>` created on the `CYNODE_TEST_PG_URL` server; the
+/// maintenance connection stays open until [`FreshDatabase::drop_db`].
+pub struct FreshDatabase {
+    admin: PgConnection,
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    /// Creates the database; `None` (test skipped) when `CYNODE_TEST_PG_URL` is not set.
+    pub async fn create() -> Option<Self> {
+        let admin_url = service_var("CYNODE_TEST_PG_URL")?;
+        let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("connect to CYNODE_TEST_PG_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        let url = with_database(&admin_url, &name);
+        Some(Self { admin, name, url })
+    }
+
+    /// URL of the fresh database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A `PgStore` (pool of 5) on the fresh database.
+    pub async fn store(&self) -> Arc<PgStore> {
+        Arc::new(PgStore::connect(&self.url, 5).await.expect("connect store"))
+    }
+
+    /// Drops the database, closing whatever connections are still open to it.
+    pub async fn drop_db(mut self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut self.admin)
+        .await
+        .expect("drop database");
+        self.admin.close().await.ok();
+    }
+}
+
 /// Runs a case on a fresh database, then drops it.
 pub async fn on_fresh_database<F, Fut>(case: F)
 where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(admin_url) = service_var("CYNODE_TEST_PG_URL") else {
+    let Some(db) = FreshDatabase::create().await else {
         return;
     };
-    let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to CYNODE_TEST_PG_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let store = Arc::new(
-        PgStore::connect(&with_database(&admin_url, &name), 5)
-            .await
-            .expect("connect store"),
-    );
+    let store = db.store().await;
     case(store.clone()).await;
     store.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop database");
-    admin.close().await.ok();
+    db.drop_db().await;
 }
