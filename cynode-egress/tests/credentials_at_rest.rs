@@ -156,17 +156,10 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
 async fn postgres_holds_only_ciphertext() {
     use sqlx::{Connection, Row};
 
-    let Some(admin_url) = common::service_var("CYNODE_TEST_PG_URL") else {
+    let Some(db) = common::TestDatabase::create().await else {
         return;
     };
-    let db = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    // The name is generated from a UUID above: safe to splice.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = common::with_database(&admin_url, &db);
+    let url = db.url.clone();
 
     let result = async {
         let store: Arc<dyn Store> =
@@ -222,12 +215,7 @@ async fn postgres_holds_only_ciphertext() {
         let _ = conn.close().await;
     };
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
-    let _ = admin.close().await;
+    let _ = db.drop_db().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

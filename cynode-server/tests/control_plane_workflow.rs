@@ -532,13 +532,13 @@ where
     F: FnOnce(Arc<dyn Store>, Arc<dyn Plans>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(db) = pg::FreshDatabase::create().await else {
+    let Some(db) = pg::TestDatabase::create().await else {
         return;
     };
-    let store = db.store().await;
-    case(store.clone(), Arc::new(PgPlans(db.url().to_string()))).await;
+    let store = pg::store(&db).await;
+    case(store.clone(), Arc::new(PgPlans(db.url.clone()))).await;
     store.close().await;
-    db.drop_db().await;
+    pg::drop(db).await;
 }
 
 macro_rules! cases {

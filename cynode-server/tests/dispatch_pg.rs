@@ -15,15 +15,15 @@ use cynode_sched::{PgQueue, PgQueueConfig, QueueStore};
 use cynode_server::dispatch::{DispatchConfig, Dispatcher};
 use cynode_server::gateway::TaskDispatcher;
 use dispatch_support::*;
-use pg::FreshDatabase;
+use pg::TestDatabase;
 
 const TOKEN: &str = "worker-token-pg";
 
 /// One replica's view of a fresh database: its own pools for the core store and the
 /// queue.
-async fn replica(db: &FreshDatabase) -> (Arc<dyn Store>, Arc<dyn QueueStore>) {
-    let store = db.store().await;
-    let queue = PgQueue::connect(&PgQueueConfig::new(db.url().to_string()))
+async fn replica(db: &TestDatabase) -> (Arc<dyn Store>, Arc<dyn QueueStore>) {
+    let store = pg::store(db).await;
+    let queue = PgQueue::connect(&PgQueueConfig::new(db.url.clone()))
         .await
         .expect("connect queue");
     (store, Arc::new(queue))
@@ -39,7 +39,7 @@ fn config() -> DispatchConfig {
 
 #[tokio::test]
 async fn a_task_runs_end_to_end_on_postgres() {
-    let Some(db) = FreshDatabase::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let (store, queue) = replica(&db).await;
@@ -96,12 +96,12 @@ async fn a_task_runs_end_to_end_on_postgres() {
         store.get_job(j2.id).await.expect("job").status,
         JobStatus::Canceled
     );
-    db.drop_db().await;
+    pg::drop(db).await;
 }
 
 #[tokio::test]
 async fn two_replicas_share_jobs_and_a_killed_replica_loses_nothing() {
-    let Some(db) = FreshDatabase::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let (s1, q1) = replica(&db).await;
@@ -173,5 +173,5 @@ async fn two_replicas_share_jobs_and_a_killed_replica_loses_nothing() {
     let a = h1.shutdown().await;
     let b = h2.shutdown().await;
     assert_eq!(a.completed + b.completed, 106, "{a:?} {b:?}");
-    db.drop_db().await;
+    pg::drop(db).await;
 }
