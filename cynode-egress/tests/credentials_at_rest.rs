@@ -12,11 +12,8 @@ use std::sync::Arc;
 use chrono::Utc;
 use cynode_core::{
     JobId,
-    model::{NewTask, NewUser},
-    store::{
-        AccessAuditFilter, AccessControlStore, CredentialStore, SqliteStore, Store, TaskStore,
-        UserStore,
-    },
+    model::NewUser,
+    store::{AccessAuditFilter, AccessControlStore, CredentialStore, SqliteStore, Store},
 };
 use cynode_egress::{
     CredentialCipher, Secret,
@@ -51,21 +48,7 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("egress.db");
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
-    let user = store
-        .create_user(NewUser {
-            handle: "carol".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            created_by: Some(user.id),
-            name: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (user, task) = common::user_with_task(store.as_ref(), "carol", "t").await;
     let cipher = Arc::new(CredentialCipher::single("k1", &[11u8; 32]));
     let stored = store_credential(store.as_ref(), &cipher, new_credential(user.id.as_uuid()))
         .await

@@ -3,9 +3,30 @@
 
 use std::sync::Arc;
 
+use cynode_core::model::{NewTask, NewUser, Task, User};
 use cynode_core::store::{MemoryStore, PgStore, SqliteStore, Store};
 
 pub use cynode_testkit::env::{TestDatabase, service_var};
+
+/// A user with `handle` and a task of theirs named `task`.
+pub async fn user_with_task(store: &dyn Store, handle: &str, task: &str) -> (User, Task) {
+    let user = store
+        .create_user(NewUser {
+            handle: handle.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create user");
+    let task = store
+        .create_task(NewTask {
+            created_by: Some(user.id),
+            name: task.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create task");
+    (user, task)
+}
 
 /// Storage backend of a test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
