@@ -14,31 +14,15 @@ use cynode_sandbox::node::{Telemetry, WorkerApiConfig, WorkerApiState, worker_ap
 use cynode_sandbox::{DockerConfig, Driver, DriverConfig, ImagePolicy, PullPolicy, RunAs};
 use cynode_server::dispatch::{DispatchConfig, Dispatcher};
 use cynode_server::gateway::TaskDispatcher;
+use cynode_testkit::ContainerEnv;
 use dispatch_support::*;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 const TOKEN: &str = "real-worker-token-5d2a";
 
-struct TestEnv {
-    docker_host: String,
-    image: String,
-}
-
-fn test_env() -> Option<TestEnv> {
-    let get = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
-    match (get("CYNODE_TEST_DOCKER_HOST"), get("CYNODE_TEST_IMAGE")) {
-        (Some(docker_host), Some(image)) => Some(TestEnv { docker_host, image }),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CYNODE_REQUIRE_SERVICES=1 but CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set"
-                );
-            }
-            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
-            None
-        }
-    }
+fn test_env() -> Option<ContainerEnv> {
+    ContainerEnv::from_env()
 }
 
 /// A worker node's API on a real socket, over a driver with its own owner id.
@@ -52,7 +36,7 @@ struct RealNode {
 }
 
 impl RealNode {
-    async fn start(env: &TestEnv) -> RealNode {
+    async fn start(env: &ContainerEnv) -> RealNode {
         let dir = tempfile::Builder::new()
             .prefix("cynode-dispatch-test-")
             .tempdir()
@@ -137,7 +121,7 @@ fn serve(l: TcpListener, state: WorkerApiState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn config(env: &TestEnv) -> DispatchConfig {
+fn config(env: &ContainerEnv) -> DispatchConfig {
     let mut c = fast_config();
     // The gateway's commands-mode image, mapped to the local test image.
     c.image_aliases

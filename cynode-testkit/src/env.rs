@@ -25,6 +25,26 @@ pub fn service_var(name: &str) -> Option<String> {
     }
 }
 
+/// The container engine of the test environment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerEnv {
+    /// `CYNODE_TEST_DOCKER_HOST`: `unix://…` Podman Docker-API socket.
+    pub docker_host: String,
+    /// `CYNODE_TEST_IMAGE`: the tiny local busybox test image.
+    pub image: String,
+}
+
+impl ContainerEnv {
+    /// Reads `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE`; `None` when either is
+    /// missing (see [`service_var`]: under `CYNODE_REQUIRE_SERVICES=1` that panics).
+    pub fn from_env() -> Option<Self> {
+        Some(Self {
+            docker_host: service_var("CYNODE_TEST_DOCKER_HOST")?,
+            image: service_var("CYNODE_TEST_IMAGE")?,
+        })
+    }
+}
+
 /// Replaces the database name in a PostgreSQL URL, keeping any `?options`.
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -19,7 +19,8 @@
 //! request is captured (method, path, headers, body) so a test can assert which headers
 //! and keys arrived, and failures (status codes, delays) can be injected.
 //!
-//! [`env`] holds the test environment contract: [`service_var`], and with feature `pg`
+//! [`env`] holds the test environment contract: [`service_var`], [`ContainerEnv`], and
+//! with feature `pg`
 //! [`env::TestDatabase`], a fresh PostgreSQL database per test.
 //!
 //! ```no_run
@@ -33,7 +34,7 @@
 
 pub mod env;
 
-pub use env::{service_var, with_database};
+pub use env::{ContainerEnv, service_var, with_database};
 
 use std::{
     net::SocketAddr,

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use cynode_testkit::ContainerEnv;
 use cynode_testkit::env::{TestDatabase, with_database};
 
 /// The orchestrator binary under test.
@@ -65,29 +66,12 @@ pub async fn drop_db(admin_url: &str, name: &str) {
 }
 
 /// The container engine and image of the test environment.
-pub struct Podman {
-    /// `CYNODE_TEST_DOCKER_HOST`.
-    pub docker_host: String,
-    /// `CYNODE_TEST_IMAGE`.
-    pub image: String,
-}
+pub type Podman = ContainerEnv;
 
 /// `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE`, or `None` (skip) when unset and
 /// services are not required.
 pub fn podman() -> Option<Podman> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (var("CYNODE_TEST_DOCKER_HOST"), var("CYNODE_TEST_IMAGE")) {
-        (Some(docker_host), Some(image)) => Some(Podman { docker_host, image }),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set, but CYNODE_REQUIRE_SERVICES=1 requires them"
-                );
-            }
-            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
-            None
-        }
-    }
+    ContainerEnv::from_env()
 }
 
 /// Logs in on the gateway at `gw`; the access token.
