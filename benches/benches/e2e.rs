@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::{Connection, PgPool, Row};
+use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 #[derive(Clone, Debug)]
@@ -100,7 +100,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-type BoxErr = Box<dyn std::error::Error + Send + Sync>;
+use cynode_benches::{BoxErr, ScratchDb};
 type Res<T> = Result<T, BoxErr>;
 
 fn free_port() -> Res<u16> {
@@ -532,47 +532,18 @@ fn loadavg() -> String {
 }
 
 async fn run(a: Args) -> Res<()> {
-    let admin = PgPool::connect(&a.pg_url).await?;
-    let db = format!("cynode_e2e_{}", Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .execute(&admin)
-        .await?;
-    let db_url = url_with_db(&a.pg_url, &db)?;
+    let db = ScratchDb::create(&a.pg_url, "cynode_e2e").await?;
     let tmp = std::env::temp_dir().join(format!("cynode-e2e-{}", std::process::id()));
     let dir = a.log_dir.clone().unwrap_or(tmp);
     std::fs::create_dir_all(&dir)?;
-    let result = run_on(&a, &db_url, &dir).await;
-    admin.close().await;
-    if let Ok(mut c) = sqlx::PgConnection::connect(&a.pg_url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .execute(&mut c)
-        .await;
-    }
+    let result = run_on(&a, &db.url, &dir).await;
+    db.drop_now().await;
     if result.is_err() {
         eprintln!("[e2e] logs kept in {}", dir.display());
     } else if a.log_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
-}
-
-fn url_with_db(url: &str, db: &str) -> Res<String> {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").ok_or("--pg-url is not a URL")? + 3;
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    Ok(out)
 }
 
 async fn run_on(a: &Args, db_url: &str, dir: &Path) -> Res<()> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use cynode_core::model::*;
 use cynode_core::store::*;
-use cynode_core::{Error, ProjectId, TaskId};
+use cynode_core::{AuditId, Error, ProjectId, TaskId};
 use serde_json::json;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
@@ -393,6 +393,54 @@ async fn append_message_failing_on_the_thread_bump_stores_no_message() {
         .append_message(thread.id, ChatRole::User, "hello".into(), None)
         .await
         .expect_err("injected fault");
+    assert_eq!(count(&path, "chat_messages").await, 0);
+    assert_eq!(
+        store
+            .get_thread(thread.id)
+            .await
+            .expect("thread")
+            .updated_at,
+        thread.updated_at
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn append_turn_failing_on_its_audit_record_stores_no_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = db_path(&dir);
+    let store = SqliteStore::open(&path).await.expect("open");
+    let alice = user(&store, "alice").await;
+    let thread = store
+        .create_thread(alice.id, None, None)
+        .await
+        .expect("thread");
+    exec(
+        &path,
+        "CREATE TRIGGER fail_audit BEFORE INSERT ON chat_audit_log
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
+    )
+    .await;
+    let turn = ChatTurn {
+        thread_id: thread.id,
+        messages: vec![
+            NewChatMessage::new(ChatRole::User, "question"),
+            NewChatMessage::new(ChatRole::Assistant, "answer"),
+        ],
+        audit: Some(ChatAudit {
+            id: AuditId::new(),
+            user_id: Some(alice.id),
+            project_id: None,
+            outcome: "success".into(),
+            error_code: None,
+            redaction_applied: false,
+            redaction_kinds: Vec::new(),
+            duration_ms: Some(1),
+            request_id: None,
+            created_at: Utc::now(),
+        }),
+    };
+    store.append_turn(turn).await.expect_err("injected fault");
     assert_eq!(count(&path, "chat_messages").await, 0);
     assert_eq!(
         store

@@ -11,10 +11,14 @@
 //! - [`sanitize`]: the pure, deterministic HTML/text sanitizer.
 //! - [`browser`]: the secure browser: policy checks before fetching, then the sanitizer.
 //! - [`webproxy`]: the allow-list forward proxy for sandboxes allowed named domains.
+//! - `job_host` (feature `job-host`): the worker node's per-job inference host, which
+//!   serves a job's inference front for the node's sandbox driver.
 
 pub mod api;
 pub mod browser;
 pub mod crypto;
+#[cfg(feature = "job-host")]
+pub mod job_host;
 pub mod router;
 pub mod sanitize;
 pub mod webproxy;

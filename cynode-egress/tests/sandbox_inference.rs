@@ -11,13 +11,7 @@
 //! `CYNODE_REQUIRE_SERVICES=1`). One test per binary: it installs the process-wide
 //! tracing subscriber.
 
-mod common;
-
-use std::{
-    io::Write,
-    path::PathBuf,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use chrono::Utc;
 use cynode_core::{
@@ -37,6 +31,9 @@ use cynode_sandbox::{
     DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceAccess, InferenceConfig, InputFile,
     JobSpec, JobStatus, PullPolicy, RunAs,
 };
+use cynode_testkit::podman::{
+    PodmanEnv, capture_traces, podman_env, section, serve, uds_http_helper,
+};
 use cynode_testkit::{DEFAULT_REPLY, MockLlm};
 use serde_json::json;
 
@@ -44,82 +41,12 @@ const KEY: &str = "sk-proj-SANDBOXLEAK-0a1b2c3d4e5f60718293a4b5c6d7e8f9";
 const LOCAL_REPLY: &str = "answer from the node's own model";
 const SANDBOX_UID: u32 = 10001;
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The static Unix-socket HTTP client the sandbox tests use inside the busybox image
-/// (cynode-sandbox/tests/helpers/uds_http.rs), built with the test's rustc.
-async fn uds_http_helper() -> Vec<u8> {
-    let out_dir = std::env::temp_dir().join(format!("cynode-egress-uds-{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join("uds-http");
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../cynode-sandbox/tests/helpers/uds_http.rs");
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let status = tokio::process::Command::new(rustc)
-        .args([
-            "--edition",
-            "2021",
-            "-C",
-            "opt-level=1",
-            "-C",
-            "target-feature=+crt-static",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "building the uds-http helper failed");
-    let bytes = std::fs::read(&out).unwrap();
-    let _ = std::fs::remove_dir_all(&out_dir);
-    bytes
-}
-
-async fn serve(app: axum::Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
-/// The section of `out` after the line `=== name` up to the next `=== ` line.
-fn section<'a>(out: &'a str, name: &str) -> &'a str {
-    let marker = format!("=== {name}\n");
-    let start = out
-        .find(&marker)
-        .map(|i| i + marker.len())
-        .unwrap_or_else(|| panic!("no section {name} in:\n{out}"));
-    let rest = &out[start..];
-    &rest[..rest.find("\n=== ").map_or(rest.len(), |i| i + 1)]
-}
-
 #[tokio::test]
 async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_seeing_the_key() {
-    let (Some(docker_host), Some(image)) = (
-        common::service_var("CYNODE_TEST_DOCKER_HOST"),
-        common::service_var("CYNODE_TEST_IMAGE"),
-    ) else {
+    let Some(PodmanEnv { docker_host, image }) = podman_env() else {
         return;
     };
-    let buf = Buf::default();
-    let writer = buf.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = capture_traces();
 
     // The external provider demands KEY and echoes whatever credential it receives;
     // the node's own model server needs none.
@@ -276,7 +203,10 @@ async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_see
             allowed_models: Some(vec!["gpt-4o-mini".into(), "tiny".into()]),
             ..Default::default()
         })
-        .with_workspace_file(InputFile::executable("uds-http", uds_http_helper().await));
+        .with_workspace_file(InputFile::executable(
+            "uds-http",
+            uds_http_helper().await.to_vec(),
+        ));
     let spec_text = format!("{spec:?}");
     let result = driver.run(spec).await.unwrap();
     let out = result.stdout.text.clone();
@@ -355,7 +285,7 @@ async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_see
             p.display()
         );
     }
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("api_egress_audit") && logs.contains("sandbox_job"),
         "the capture saw the egress and sandbox logs:\n{logs}"

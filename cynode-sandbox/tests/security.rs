@@ -52,7 +52,7 @@ fn kv(text: &str) -> std::collections::BTreeMap<String, String> {
 async fn no_network_route_out() {
     let env = require_env!();
     let t = common::driver(&env, |_| {}).await;
-    let helper = common::uds_http_helper().await;
+    let helper = cynode_testkit::podman::uds_http_helper().await;
     let (port, hits) = counting_listener().await;
     let mut targets = vec![format!("1.1.1.1:80"), format!("127.0.0.1:{port}")];
     if let Some(ip) = host_ip() {
@@ -363,7 +363,7 @@ async fn inference_socket_answers_and_nothing_else_does() {
         })
     })
     .await;
-    let helper = common::uds_http_helper().await;
+    let helper = cynode_testkit::podman::uds_http_helper().await;
     let port = mock.addr.port();
     let mut direct = vec![format!("127.0.0.1:{port}")];
     if let Some(ip) = host_ip() {

@@ -683,9 +683,22 @@ async fn upstream_500_is_retried_then_502(store: Arc<dyn Store>) {
             ("error".into(), Some("orchestrator_inference_failed".into())),
         ]
     );
-    // No assistant message was stored for failures.
-    let stored = c.all_stored_text().await;
-    assert_eq!(stored.matches(cynode_testkit::DEFAULT_REPLY).count(), 1);
+    // Every request's user message is kept; no assistant message for the failures.
+    let threads = c.threads().await;
+    let msgs = c.store.list_messages(threads[0]).await.expect("messages");
+    let kept: Vec<(&str, &str)> = msgs
+        .iter()
+        .map(|m| (m.role.as_str(), m.content.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("user", "hello"),
+            ("user", "again"),
+            ("assistant", cynode_testkit::DEFAULT_REPLY),
+            ("user", "bad"),
+        ]
+    );
 }
 
 async fn upstream_hang_is_504_at_the_deadline(store: Arc<dyn Store>) {
@@ -1203,4 +1216,64 @@ async fn a_client_disconnect_mid_stream_cancels_the_upstream() {
     let msgs = store.list_messages(threads[0].id).await.expect("messages");
     assert_eq!(msgs.len(), 1, "only the user message is stored");
     server.abort();
+}
+
+/// The user's message, the answer and the audit record are one transaction: when its
+/// commit fails (a fault planted in the real SQLite file: the audit insert aborts,
+/// after both messages went in) the answer is `500` `Failed to persist message` and
+/// neither message is kept, for a plain and a streamed completion.
+#[tokio::test]
+async fn a_failed_commit_keeps_nothing_of_the_turn() {
+    use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
+    let (_, mock) = MockLlm::builder().start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cynode.db");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.expect("open"));
+    let c = C::new(store, Some(mock)).await;
+    let r = c.chat(user_msg("first")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let mut raw = SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(&path))
+        .await
+        .expect("raw connection");
+    sqlx::raw_sql(
+        "CREATE TRIGGER fail_audit BEFORE INSERT ON chat_audit_log
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
+    )
+    .execute(&mut raw)
+    .await
+    .expect("plant the fault");
+    raw.close().await.ok();
+
+    let r = c.chat(user_msg("second")).await;
+    assert_openai_error(&r, 500, "internal_error", "Failed to persist message");
+    let mut body = user_msg("third");
+    body["stream"] = json!(true);
+    let r = c.chat(body).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "a stream has started before the commit"
+    );
+    let events = sse_events(&r.text());
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("Failed to persist message")),
+        "the stream ends with the error: {events:?}"
+    );
+    assert!(!events.iter().any(|e| e == "[DONE]"), "{events:?}");
+    assert_eq!(
+        c.upstream_chats().len(),
+        3,
+        "every completion reached the model"
+    );
+
+    let threads = c.threads().await;
+    let msgs = c.store.list_messages(threads[0]).await.expect("messages");
+    assert_eq!(
+        msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        vec!["first", cynode_testkit::DEFAULT_REPLY],
+        "nothing of the failed turns is kept"
+    );
 }

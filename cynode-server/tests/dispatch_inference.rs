@@ -11,8 +11,6 @@
 
 mod dispatch_support;
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -22,7 +20,7 @@ use cynode_egress::api::{
     Effect, EgressConfig, EgressState, NewCredential, PolicyDeps, api_call_rule,
     router as egress_router, store_credential,
 };
-use cynode_egress::router::{ExternalModels, JobInference};
+use cynode_egress::job_host::EgressJobInference;
 use cynode_egress::{CredentialCipher, Secret};
 use cynode_sandbox::node::{
     JobInferenceHost, JobUpstream, Telemetry, WorkerApiConfig, WorkerApiState, worker_api_router,
@@ -32,131 +30,44 @@ use cynode_sandbox::{
 };
 use cynode_server::dispatch::{Dispatcher, JobInferenceConfig};
 use cynode_server::gateway::TaskDispatcher;
+use cynode_testkit::podman::{
+    PodmanEnv, capture_traces, podman_env, section, serve, uds_http_helper,
+};
 use cynode_testkit::{DEFAULT_REPLY, MockLlm};
 use dispatch_support::*;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 const KEY: &str = "sk-proj-DISPATCHLEAK-9f8e7d6c5b4a39281706f5e4d3c2b1a0";
 const WORKER_TOKEN: &str = "inference-worker-token-77";
 /// Standard base64 of 32 bytes of 0x2a.
 const TOKEN_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// What the worker binary wires in (bins/worker/src/job_inference.rs): the job's own
-/// inference front over the node's Ollama and the API egress service.
-struct EgressJobInference {
-    ollama_url: Option<String>,
+/// The worker node's shipped host (`cynode_egress::job_host`, what `cynode-worker`
+/// wires in), recording the grant tokens it is handed.
+struct RecordingHost {
+    host: EgressJobInference,
     grants: Mutex<Vec<String>>,
 }
 
 #[async_trait]
-impl JobInferenceHost for EgressJobInference {
+impl JobInferenceHost for RecordingHost {
     async fn start(
         &self,
-        _task_id: &str,
-        _job_id: &str,
+        task_id: &str,
+        job_id: &str,
         grant: &InferenceGrant,
     ) -> Result<JobUpstream, String> {
         self.grants.lock().unwrap().push(grant.token.clone());
-        let job = JobInference {
-            ollama_url: self.ollama_url.clone(),
-            local_models: Vec::new(),
-            api_egress_url: Some(grant.api_egress_url.clone()),
-            token: Some(Secret::new(grant.token.clone())),
-            external: grant
-                .external
-                .iter()
-                .map(|e| ExternalModels {
-                    provider: e.provider.clone(),
-                    models: e.models.clone(),
-                })
-                .collect(),
-        };
-        let front = job.serve_loopback().await.map_err(|e| e.to_string())?;
-        Ok(JobUpstream::new(front.url().to_string(), front))
+        self.host.start(task_id, job_id, grant).await
     }
-}
-
-/// The static Unix-socket HTTP client (cynode-sandbox/tests/helpers/uds_http.rs).
-async fn uds_http_helper() -> Vec<u8> {
-    let out_dir = std::env::temp_dir().join(format!("cynode-dispinf-uds-{}", std::process::id()));
-    std::fs::create_dir_all(&out_dir).unwrap();
-    let out = out_dir.join("uds-http");
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../cynode-sandbox/tests/helpers/uds_http.rs");
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let status = tokio::process::Command::new(rustc)
-        .args([
-            "--edition",
-            "2021",
-            "-C",
-            "opt-level=1",
-            "-C",
-            "target-feature=+crt-static",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .await
-        .unwrap();
-    assert!(status.success(), "building the uds-http helper failed");
-    let bytes = std::fs::read(&out).unwrap();
-    let _ = std::fs::remove_dir_all(&out_dir);
-    bytes
-}
-
-async fn serve(app: axum::Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
-fn section<'a>(out: &'a str, name: &str) -> &'a str {
-    let marker = format!("=== {name}\n");
-    let start = out
-        .find(&marker)
-        .map(|i| i + marker.len())
-        .unwrap_or_else(|| panic!("no section {name} in:\n{out}"));
-    let rest = &out[start..];
-    &rest[..rest.find("\n=== ").map_or(rest.len(), |i| i + 1)]
 }
 
 #[tokio::test]
 async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_key_stays_out() {
-    let get = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
-    let (Some(docker_host), Some(image)) =
-        (get("CYNODE_TEST_DOCKER_HOST"), get("CYNODE_TEST_IMAGE"))
-    else {
-        if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-            panic!(
-                "CYNODE_REQUIRE_SERVICES=1 but CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set"
-            );
-        }
-        eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
+    let Some(PodmanEnv { docker_host, image }) = podman_env() else {
         return;
     };
-    let buf = Buf::default();
-    let writer = buf.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = capture_traces();
 
     let (_, provider) = MockLlm::builder()
         .require_api_key(KEY)
@@ -227,8 +138,8 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
     );
     state.set_bearer_token(Some(WORKER_TOKEN));
     state.mark_configured();
-    let host = Arc::new(EgressJobInference {
-        ollama_url: Some(ollama.base_url().to_string()),
+    let host = Arc::new(RecordingHost {
+        host: EgressJobInference::new(Some(ollama.base_url().to_string())),
         grants: Mutex::new(Vec::new()),
     });
     assert!(state.set_job_inference_host(host.clone()));
@@ -319,7 +230,7 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
     })
     .await;
     let tmp = ws.join(".uds-http.tmp");
-    std::fs::write(&tmp, &helper).unwrap();
+    std::fs::write(&tmp, helper.as_slice()).unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -388,7 +299,7 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
         );
     }
     h.shutdown().await;
-    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(
         logs.contains("api_egress_audit"),
         "the capture saw the egress logs"

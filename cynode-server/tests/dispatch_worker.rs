@@ -14,16 +14,12 @@ use cynode_sandbox::node::{Telemetry, WorkerApiConfig, WorkerApiState, worker_ap
 use cynode_sandbox::{DockerConfig, Driver, DriverConfig, ImagePolicy, PullPolicy, RunAs};
 use cynode_server::dispatch::{DispatchConfig, Dispatcher};
 use cynode_server::gateway::TaskDispatcher;
-use cynode_testkit::ContainerEnv;
+use cynode_testkit::podman::{PodmanEnv, podman_env};
 use dispatch_support::*;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 const TOKEN: &str = "real-worker-token-5d2a";
-
-fn test_env() -> Option<ContainerEnv> {
-    ContainerEnv::from_env()
-}
 
 /// A worker node's API on a real socket, over a driver with its own owner id.
 struct RealNode {
@@ -36,7 +32,7 @@ struct RealNode {
 }
 
 impl RealNode {
-    async fn start(env: &ContainerEnv) -> RealNode {
+    async fn start(env: &PodmanEnv) -> RealNode {
         let dir = tempfile::Builder::new()
             .prefix("cynode-dispatch-test-")
             .tempdir()
@@ -121,7 +117,7 @@ fn serve(l: TcpListener, state: WorkerApiState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-fn config(env: &ContainerEnv) -> DispatchConfig {
+fn config(env: &PodmanEnv) -> DispatchConfig {
     let mut c = fast_config();
     // The gateway's commands-mode image, mapped to the local test image.
     c.image_aliases
@@ -131,7 +127,7 @@ fn config(env: &ContainerEnv) -> DispatchConfig {
 
 #[tokio::test]
 async fn gateway_to_a_container_and_back_and_cancel_stops_it() {
-    let Some(tenv) = test_env() else { return };
+    let Some(tenv) = podman_env() else { return };
     let env = sqlite_env().await;
     let node = RealNode::start(&tenv).await;
     add_node(
@@ -182,7 +178,7 @@ async fn gateway_to_a_container_and_back_and_cancel_stops_it() {
 
 #[tokio::test]
 async fn a_job_past_its_timeout_fails_and_keeps_timeout_in_its_result() {
-    let Some(tenv) = test_env() else { return };
+    let Some(tenv) = podman_env() else { return };
     let env = sqlite_env().await;
     let node = RealNode::start(&tenv).await;
     add_node(
@@ -212,7 +208,7 @@ async fn a_job_past_its_timeout_fails_and_keeps_timeout_in_its_result() {
 
 #[tokio::test]
 async fn a_refused_token_fails_the_task_with_the_workers_reason() {
-    let Some(tenv) = test_env() else { return };
+    let Some(tenv) = podman_env() else { return };
     let env = sqlite_env().await;
     let node = RealNode::start(&tenv).await;
     add_node(
@@ -272,7 +268,7 @@ impl Drop for Relay {
 
 #[tokio::test]
 async fn a_node_that_goes_away_mid_job_gets_the_job_again_and_it_completes_once() {
-    let Some(tenv) = test_env() else { return };
+    let Some(tenv) = podman_env() else { return };
     let env = sqlite_env().await;
     let node = RealNode::start(&tenv).await;
     let relay = Relay::start("127.0.0.1:0".parse().expect("addr"), node.addr).await;

@@ -1,5 +1,5 @@
 //! The test environment contract: service variables, and (feature `pg`) a fresh
-//! PostgreSQL database per test.
+//! PostgreSQL database per test. The Podman pair is [`crate::podman::podman_env`].
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -22,26 +22,6 @@ pub fn service_var(name: &str) -> Option<String> {
             eprintln!("skipped: {name} not set");
             None
         }
-    }
-}
-
-/// The container engine of the test environment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerEnv {
-    /// `CYNODE_TEST_DOCKER_HOST`: `unix://…` Podman Docker-API socket.
-    pub docker_host: String,
-    /// `CYNODE_TEST_IMAGE`: the tiny local busybox test image.
-    pub image: String,
-}
-
-impl ContainerEnv {
-    /// Reads `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE`; `None` when either is
-    /// missing (see [`service_var`]: under `CYNODE_REQUIRE_SERVICES=1` that panics).
-    pub fn from_env() -> Option<Self> {
-        Some(Self {
-            docker_host: service_var("CYNODE_TEST_DOCKER_HOST")?,
-            image: service_var("CYNODE_TEST_IMAGE")?,
-        })
     }
 }
 

@@ -19,8 +19,7 @@
 //! request is captured (method, path, headers, body) so a test can assert which headers
 //! and keys arrived, and failures (status codes, delays) can be injected.
 //!
-//! [`env`] holds the test environment contract: [`service_var`], [`ContainerEnv`], and
-//! with feature `pg`
+//! [`env`] holds the test environment contract: [`service_var`], and with feature `pg`
 //! [`env::TestDatabase`], a fresh PostgreSQL database per test.
 //!
 //! ```no_run
@@ -31,10 +30,15 @@
 //! # let _ = addr;
 //! # }
 //! ```
+//!
+//! [`podman`] holds the fixtures of the tests that run sandbox jobs with inference on the
+//! test Podman (environment check, trace capture, the `uds-http` job helper).
+
+pub mod podman;
 
 pub mod env;
 
-pub use env::{ContainerEnv, service_var, with_database};
+pub use env::{service_var, with_database};
 
 use std::{
     net::SocketAddr,

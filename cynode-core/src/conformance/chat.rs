@@ -4,8 +4,8 @@ use serde_json::json;
 
 use super::support::*;
 use crate::model::*;
-use crate::store::Store;
-use crate::{ProjectId, ThreadId, UserId};
+use crate::store::{ChatTurn, NewChatMessage, Store};
+use crate::{AuditId, ProjectId, ThreadId, UserId};
 
 /// Threads round-trip every field; a thread needs an existing user and project
 /// (`invalid_input` otherwise); unknown threads are `not_found`; a user's threads are
@@ -176,5 +176,196 @@ pub async fn chat_messages_order_and_bump(s: &dyn Store) {
     assert!(
         Some(thread.updated_at) >= last,
         "updated_at must be at least the newest message's time"
+    );
+}
+
+/// `newest_thread` is the scope's most recently updated thread (a project, or no
+/// project), never another user's or another scope's, and `None` for an empty scope;
+/// `recent_messages` gives the newest `limit` messages oldest first.
+pub async fn chat_newest_thread_and_recent_messages(s: &dyn Store) {
+    let u = user(s, "u").await;
+    let other = user(s, "other").await;
+    let p = project(s, "p").await;
+    let newest = |user: UserId, project: Option<ProjectId>| async move {
+        ok(s.newest_thread(user, project).await, "newest_thread").map(|t| t.id)
+    };
+    assert_eq!(newest(u.id, None).await, None, "no thread yet");
+    let a = ok(s.create_thread(u.id, None, None).await, "create_thread(a)");
+    tick().await;
+    let b = ok(s.create_thread(u.id, None, None).await, "create_thread(b)");
+    tick().await;
+    let in_p = ok(
+        s.create_thread(u.id, Some(p.id), None).await,
+        "create_thread(in p)",
+    );
+    tick().await;
+    ok(
+        s.create_thread(other.id, None, None).await,
+        "create_thread(other)",
+    );
+    assert_eq!(newest(u.id, None).await, Some(b.id));
+    assert_eq!(newest(u.id, Some(p.id)).await, Some(in_p.id));
+    assert_eq!(newest(u.id, Some(ProjectId::new())).await, None);
+    tick().await;
+    ok(
+        s.append_message(a.id, ChatRole::User, "back to a".into(), None)
+            .await,
+        "append_message(a)",
+    );
+    assert_eq!(
+        newest(u.id, None).await,
+        Some(a.id),
+        "a message makes its thread the newest"
+    );
+    assert_eq!(
+        newest(u.id, Some(p.id)).await,
+        Some(in_p.id),
+        "other scopes are unaffected"
+    );
+
+    fails(
+        s.recent_messages(ThreadId::new(), 5).await,
+        NOT_FOUND,
+        "recent_messages(unknown thread)",
+    );
+    assert!(ok(s.recent_messages(b.id, 5).await, "recent_messages(empty)").is_empty());
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        sent.push(ok(
+            s.append_message(b.id, ChatRole::User, format!("m{i}"), None)
+                .await,
+            "append_message(b)",
+        ));
+    }
+    let texts = |v: Vec<ChatMessage>| v.into_iter().map(|m| m.content).collect::<Vec<_>>();
+    assert_eq!(
+        texts(ok(s.recent_messages(b.id, 3).await, "recent_messages(3)")),
+        ["m3", "m4", "m5"],
+        "the newest three, oldest first, also within one clock tick"
+    );
+    assert_eq!(
+        ok(s.recent_messages(b.id, 100).await, "recent_messages(100)"),
+        sent
+    );
+    assert!(ok(s.recent_messages(b.id, 0).await, "recent_messages(0)").is_empty());
+}
+
+/// `append_turn` stores its messages after the thread's earlier ones, in order, bumps
+/// the thread once and writes the audit record with them; for an unknown thread it
+/// writes nothing at all, not even the audit record; a turn with only an audit record
+/// leaves the thread as it was.
+pub async fn chat_turns_are_atomic(s: &dyn Store) {
+    let u = user(s, "u").await;
+    let p = project(s, "p").await;
+    let th = ok(
+        s.create_thread(u.id, Some(p.id), None).await,
+        "create_thread",
+    );
+    let first = ok(
+        s.append_message(th.id, ChatRole::User, "earlier".into(), None)
+            .await,
+        "append_message",
+    );
+    let audit = |outcome: &str, at_: &str| ChatAudit {
+        id: AuditId::new(),
+        user_id: Some(u.id),
+        project_id: Some(p.id),
+        outcome: outcome.into(),
+        error_code: None,
+        redaction_applied: true,
+        redaction_kinds: vec!["api_key".into()],
+        duration_ms: Some(7),
+        request_id: Some(format!("req-{outcome}")),
+        created_at: at(at_),
+    };
+    let chat_audit = || async move {
+        ok(
+            s.list_audit(&AuditFilter {
+                kind: AuditKind::Chat,
+                user_id: Some(u.id),
+                since: None,
+                limit: 0,
+            })
+            .await,
+            "list_audit(chat)",
+        )
+    };
+
+    let lost = audit("lost", "2030-01-01T10:00:00Z");
+    fails(
+        s.append_turn(ChatTurn {
+            thread_id: ThreadId::new(),
+            messages: vec![NewChatMessage::new(ChatRole::User, "nowhere")],
+            audit: Some(lost),
+        })
+        .await,
+        NOT_FOUND,
+        "append_turn(unknown thread)",
+    );
+    assert!(
+        chat_audit().await.is_empty(),
+        "a turn for an unknown thread must not write its audit record"
+    );
+
+    tick().await;
+    let done = audit("success", "2030-01-01T10:00:01Z");
+    let meta = json!({"model_id": "m", "provider": "mock"});
+    let stored = ok(
+        s.append_turn(ChatTurn {
+            thread_id: th.id,
+            messages: vec![
+                NewChatMessage::new(ChatRole::User, "question 🚀"),
+                NewChatMessage::new(ChatRole::Assistant, "answer").with_metadata(meta.clone()),
+            ],
+            audit: Some(done.clone()),
+        })
+        .await,
+        "append_turn",
+    );
+    assert_eq!(
+        stored
+            .iter()
+            .map(|m| (m.thread_id, m.role, m.content.as_str(), m.metadata.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (th.id, ChatRole::User, "question 🚀", None),
+            (th.id, ChatRole::Assistant, "answer", Some(meta)),
+        ]
+    );
+    let mut all = vec![first];
+    all.extend(stored.iter().cloned());
+    assert_eq!(
+        ok(s.list_messages(th.id).await, "list_messages"),
+        all,
+        "the turn's messages come after the earlier ones, as returned"
+    );
+    let bumped = ok(s.get_thread(th.id).await, "get_thread");
+    assert!(
+        bumped.updated_at > th.updated_at && bumped.updated_at >= stored[1].created_at,
+        "the turn bumps the thread's updated_at"
+    );
+    assert_eq!(chat_audit().await, vec![AuditRecord::Chat(done.clone())]);
+
+    let failed = audit("error", "2030-01-01T10:00:02Z");
+    assert!(
+        ok(
+            s.append_turn(ChatTurn {
+                thread_id: th.id,
+                messages: Vec::new(),
+                audit: Some(failed.clone()),
+            })
+            .await,
+            "append_turn(audit only)",
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        ok(s.get_thread(th.id).await, "get_thread").updated_at,
+        bumped.updated_at,
+        "a turn without messages leaves the thread as it was"
+    );
+    assert_eq!(
+        chat_audit().await,
+        vec![AuditRecord::Chat(failed), AuditRecord::Chat(done)]
     );
 }

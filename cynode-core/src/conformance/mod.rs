@@ -272,6 +272,8 @@ macro_rules! __conformance_cases {
             preferences_scopes_and_listing,
             chat_threads_round_trip,
             chat_messages_order_and_bump,
+            chat_newest_thread_and_recent_messages,
+            chat_turns_are_atomic,
             audit_round_trip_all_kinds,
             audit_filters_and_order,
             credentials_round_trip,

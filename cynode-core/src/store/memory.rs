@@ -953,6 +953,65 @@ impl ChatStore for MemoryStore {
             .cloned()
             .collect())
     }
+
+    async fn newest_thread(
+        &self,
+        user_id: UserId,
+        project_id: Option<ProjectId>,
+    ) -> Result<Option<ChatThread>> {
+        let g = self.lock();
+        Ok(g.threads
+            .values()
+            .filter(|t| t.user_id == user_id && t.project_id == project_id)
+            .max_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id)))
+            .cloned())
+    }
+
+    async fn recent_messages(&self, thread_id: ThreadId, limit: u32) -> Result<Vec<ChatMessage>> {
+        let g = self.lock();
+        if !g.threads.contains_key(&thread_id) {
+            return Err(Error::not_found("thread", thread_id));
+        }
+        let mut v: Vec<ChatMessage> = g
+            .messages
+            .iter()
+            .rev()
+            .filter(|m| m.thread_id == thread_id)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        v.reverse();
+        Ok(v)
+    }
+
+    async fn append_turn(&self, turn: ChatTurn) -> Result<Vec<ChatMessage>> {
+        let mut g = self.lock();
+        let t = now();
+        let th = g
+            .threads
+            .get_mut(&turn.thread_id)
+            .ok_or_else(|| Error::not_found("thread", turn.thread_id))?;
+        if !turn.messages.is_empty() {
+            th.updated_at = t;
+        }
+        let stored: Vec<ChatMessage> = turn
+            .messages
+            .into_iter()
+            .map(|m| ChatMessage {
+                id: MessageId::new(),
+                thread_id: turn.thread_id,
+                role: m.role,
+                content: m.content,
+                metadata: m.metadata,
+                created_at: t,
+            })
+            .collect();
+        g.messages.extend(stored.iter().cloned());
+        if let Some(a) = turn.audit {
+            g.audit.push(AuditRecord::Chat(a));
+        }
+        Ok(stored)
+    }
 }
 
 #[async_trait]

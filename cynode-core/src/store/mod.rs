@@ -232,6 +232,64 @@ pub trait ChatStore: Send + Sync {
     ) -> Result<ChatMessage>;
     /// Messages of a thread, oldest first.
     async fn list_messages(&self, thread_id: ThreadId) -> Result<Vec<ChatMessage>>;
+    /// The user's most recently updated thread in a project scope (`None`: the threads
+    /// with no project), or `None` when the scope has no thread. What a chat client
+    /// continues by default, read with one indexed lookup however many threads exist.
+    async fn newest_thread(
+        &self,
+        user_id: UserId,
+        project_id: Option<ProjectId>,
+    ) -> Result<Option<ChatThread>>;
+    /// The newest `limit` messages of a thread, oldest first (the context of the next
+    /// completion, without reading a long thread whole); `limit` 0 gives none.
+    async fn recent_messages(&self, thread_id: ThreadId, limit: u32) -> Result<Vec<ChatMessage>>;
+    /// Stores one chat turn in one transaction: its messages in order (the thread's
+    /// `updated_at` bumped once) and, when given, its chat audit record. All of it is
+    /// durable when this returns, or none of it is written; an unknown thread is
+    /// `not_found`. One commit instead of one per row is what keeps a durable chat
+    /// completion fast.
+    async fn append_turn(&self, turn: ChatTurn) -> Result<Vec<ChatMessage>>;
+}
+
+/// A message to store with [`ChatStore::append_turn`]; the store assigns id and time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChatMessage {
+    /// Author.
+    pub role: ChatRole,
+    /// Content, already redacted.
+    pub content: String,
+    /// Metadata (model, provider).
+    pub metadata: Option<Value>,
+}
+
+impl NewChatMessage {
+    /// A message with no metadata.
+    pub fn new(role: ChatRole, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            metadata: None,
+        }
+    }
+
+    /// The same message with metadata.
+    pub fn with_metadata(mut self, metadata: Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
+/// What one chat completion stores (see [`ChatStore::append_turn`]): typically the
+/// user's message and the answer, or only the user's message when the completion
+/// failed, and the completion's audit record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatTurn {
+    /// The thread the messages go to.
+    pub thread_id: ThreadId,
+    /// Messages, in the order they are appended (may be empty).
+    pub messages: Vec<NewChatMessage>,
+    /// The turn's audit record, written in the same transaction.
+    pub audit: Option<ChatAudit>,
 }
 
 /// Append-only audit tables.

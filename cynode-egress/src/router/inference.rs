@@ -27,6 +27,7 @@ use axum::{
     routing::{get, post},
 };
 use chrono::{SecondsFormat, Utc};
+use cynode_core::proto::v1::worker::InferenceGrant;
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -76,6 +77,27 @@ pub struct JobInference {
 }
 
 impl JobInference {
+    /// What a job with the orchestrator's inference `grant` is served: the node's
+    /// Ollama at `ollama_url` (`None` on a node without one: external models only),
+    /// any local model, and the grant's external models through its API egress service
+    /// with its job token.
+    pub fn from_grant(ollama_url: Option<String>, grant: &InferenceGrant) -> Self {
+        Self {
+            ollama_url,
+            local_models: Vec::new(),
+            api_egress_url: Some(grant.api_egress_url.clone()),
+            token: Some(Secret::new(grant.token.clone())),
+            external: grant
+                .external
+                .iter()
+                .map(|e| ExternalModels {
+                    provider: e.provider.clone(),
+                    models: e.models.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// The router and route options: local first, external providers allowed (a
     /// request naming an external model goes to its provider).
     pub fn build(&self) -> Result<(Router, RouteOptions), RouterError> {
@@ -463,5 +485,30 @@ mod tests {
         let (router, opts) = local_only.build().unwrap();
         assert_eq!(router.targets().len(), 1);
         assert!(opts.prefs.allowed_external_providers.is_empty());
+    }
+
+    #[test]
+    fn a_grant_becomes_the_node_model_plus_its_external_models_with_the_job_token() {
+        use cynode_core::proto::v1::worker::ExternalModelGrant;
+        let grant = InferenceGrant {
+            token: "cnj1.a.b".into(),
+            api_egress_url: "http://egress:12084".into(),
+            external: vec![ExternalModelGrant {
+                provider: "anthropic".into(),
+                models: vec!["claude-x".into()],
+            }],
+        };
+        let j = JobInference::from_grant(Some("http://127.0.0.1:11434".into()), &grant);
+        assert_eq!(j.ollama_url.as_deref(), Some("http://127.0.0.1:11434"));
+        assert!(j.local_models.is_empty());
+        assert_eq!(j.api_egress_url.as_deref(), Some("http://egress:12084"));
+        assert_eq!(j.token.as_ref().map(Secret::expose), Some("cnj1.a.b"));
+        let (router, opts) = j.build().unwrap();
+        assert_eq!(router.targets().len(), 2);
+        assert_eq!(router.target_for_model("claude-x"), Some("anthropic"));
+        assert_eq!(opts.prefs.allowed_external_providers, vec!["anthropic"]);
+
+        let external_only = JobInference::from_grant(None, &grant);
+        assert_eq!(external_only.build().unwrap().0.targets().len(), 1);
     }
 }

@@ -5,10 +5,11 @@
 //! sandbox.
 //!
 //! The Worker API does not know how such an upstream is built; the node's binary hands
-//! it a [`JobInferenceHost`] (the reference one serves `cynode_egress`'s inference front
-//! on a loopback port) with [`WorkerApiState::set_job_inference_host`]. Without a host,
-//! or for a request without a grant (an older orchestrator, or no external models), the
-//! job uses the node's configured upstream as before.
+//! it a [`JobInferenceHost`] (the reference one,
+//! `cynode_egress::job_host::EgressJobInference`, serves `cynode_egress`'s inference
+//! front on a loopback port) with [`WorkerApiState::set_job_inference_host`]. Without a
+//! host, or for a request without a grant (an older orchestrator, or no external
+//! models), the job uses the node's configured upstream as before.
 //!
 //! [`WorkerApiState::set_job_inference_host`]: super::WorkerApiState::set_job_inference_host
 

@@ -14,6 +14,11 @@
 //!   the telemetry routes.
 //! - [`JobInferenceHost`] starts a per-job inference upstream for a job that brings the
 //!   orchestrator's job-scoped inference grant (external models through API egress).
+//! - [`StandaloneProxy`] runs the inference proxy as a process of its own, and
+//!   [`http_get_status`] / [`healthcheck`] are the HTTP probe (also over a Unix socket)
+//!   its container health check uses.
+//! - [`sba_run_args`] gives the container-runtime arguments of an agent runner sandbox
+//!   with inference, for tools that start the runner themselves.
 
 mod api;
 pub mod capability;
@@ -21,9 +26,13 @@ mod job_inference;
 mod manager;
 mod persist;
 mod problem;
+mod sba;
+mod standalone_proxy;
 mod telemetry;
 
 pub use api::{DrainReport, WorkerApiConfig, WorkerApiState, worker_api_router};
 pub use job_inference::{JobInferenceHost, JobUpstream};
 pub use manager::{NodeManager, NodeManagerConfig, ShutdownOutcome};
+pub use sba::sba_run_args;
+pub use standalone_proxy::{StandaloneProxy, healthcheck, http_get_status, remove_stale_socket};
 pub use telemetry::Telemetry;

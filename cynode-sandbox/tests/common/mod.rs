@@ -8,18 +8,16 @@
 #![allow(dead_code)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use cynode_sandbox::runtime::ContainerSummary;
 use cynode_sandbox::{DockerConfig, Driver, DriverConfig, ImagePolicy, PullPolicy, RunAs};
-use tokio::sync::OnceCell;
 
 /// Services the tests use.
-pub type TestEnv = cynode_testkit::ContainerEnv;
+pub type TestEnv = cynode_testkit::podman::PodmanEnv;
 
 /// Reads the test environment; `None` means "skip this test".
 pub fn test_env() -> Option<TestEnv> {
-    TestEnv::from_env()
+    cynode_testkit::podman::podman_env()
 }
 
 /// `let env = require_env!();` — returns from the test when services are absent.
@@ -112,46 +110,6 @@ impl TestDriver {
         }
         self.leftovers().await
     }
-}
-
-static HELPER: OnceCell<Arc<Vec<u8>>> = OnceCell::const_new();
-
-/// The static `uds-http` helper (tests/helpers/uds_http.rs), built once per test binary
-/// with the same rustc that builds the tests.
-pub async fn uds_http_helper() -> Arc<Vec<u8>> {
-    HELPER
-        .get_or_init(|| async {
-            let out_dir =
-                std::env::temp_dir().join(format!("cynode-uds-http-{}", std::process::id()));
-            std::fs::create_dir_all(&out_dir).expect("helper dir");
-            let out = out_dir.join("uds-http");
-            let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/helpers/uds_http.rs");
-            let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-            let status = tokio::process::Command::new(rustc)
-                .args([
-                    "--edition",
-                    "2021",
-                    "-C",
-                    "opt-level=1",
-                    "-C",
-                    "target-feature=+crt-static",
-                    "-o",
-                ])
-                .arg(&out)
-                .arg(&src)
-                .status()
-                .await
-                .expect("run rustc for the static test helper");
-            assert!(
-                status.success(),
-                "building the static uds-http helper failed"
-            );
-            let bytes = std::fs::read(&out).expect("read helper");
-            let _ = std::fs::remove_dir_all(&out_dir);
-            Arc::new(bytes)
-        })
-        .await
-        .clone()
 }
 
 /// Parses `/proc/self/status`-style text into a field's value.

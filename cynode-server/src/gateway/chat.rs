@@ -19,10 +19,13 @@
 //!
 //! Processing order: decode (`400` `Invalid request body`), non-empty `messages`,
 //! effective model, project from `OpenAI-Project`, redaction of every message, the
-//! last `user` message (`400` otherwise), the active thread, storing that message,
-//! the context, routing within the deadline (`504` when it passes; transient errors
-//! are retried by the router's budget, then `502`), redaction of the answer, storing
-//! it, the audit record, the answer.
+//! last `user` message (`400` otherwise), the active thread, the context, routing
+//! within the deadline (`504` when it passes; transient errors are retried by the
+//! router's budget, then `502`), redaction of the answer, then one transaction that
+//! stores the user's message, the answer and the audit record
+//! ([`ChatStore::append_turn`](cynode_core::store::ChatStore::append_turn)), and only
+//! then the answer. A completion that fails stores the user's message and its audit
+//! record the same way, so every request's message is kept.
 //!
 //! Deliberate differences from the reference gateway (documented in the module docs of
 //! [`crate::gateway`] too):
@@ -40,18 +43,16 @@
 //! - answers are redacted like requests, so a secret echoed by a model is neither
 //!   stored nor returned;
 //! - `GET /v1/models` also lists the models the router's targets report (listed in
-//!   the background, cached for a minute).
-//!
-//! The context of a thread is kept in memory as its trimmed tail (at most 1024
-//! threads), extended on every append this process makes and checked against the
-//! thread's `updated_at`, so a long thread is not read back whole for every
-//! completion; any append the cache did not see (another route, another process)
-//! makes the next completion read the thread from storage again.
+//!   the background, cached for a minute);
+//! - the user's message is stored with the answer, in the same transaction, instead
+//!   of in its own before routing: one durable commit per completion instead of two
+//!   (three with the audit record). The difference shows only while a completion is
+//!   running (its user message is not listed yet) and when the process dies during
+//!   one (its user message was never acknowledged and is not kept).
 
 mod redact;
 pub(crate) mod threads;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,7 +61,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use cynode_core::model::{AuditRecord, ChatAudit, ChatMessage, ChatRole};
+use cynode_core::model::{AuditRecord, ChatAudit, ChatRole};
+use cynode_core::store::{ChatTurn, NewChatMessage};
 use cynode_core::{AuditId, Error, ProjectId, ThreadId, UserId};
 use cynode_egress::router::{
     ChatRequest, ChatStream, Message, Role, RouteOptions, Router, RouterError,
@@ -192,20 +194,6 @@ pub(crate) struct ChatRuntime {
     scope_locks: Vec<tokio::sync::Mutex<()>>,
     /// Model ids the router's targets reported, refreshed in the background.
     models: Arc<std::sync::Mutex<ModelCache>>,
-    /// The context tail of recently used threads, so a completion does not read a
-    /// whole long thread back (see [`ChatRuntime::tail_extend`]).
-    tails: std::sync::Mutex<HashMap<ThreadId, Tail>>,
-}
-
-/// Threads whose context tail is kept in memory; beyond this the cache starts over.
-const MAX_TAILS: usize = 1024;
-
-/// The newest messages of a thread as the model context uses them (already trimmed to
-/// the history limits), and the time of the newest one: the thread's `updated_at`
-/// while nothing else was appended.
-struct Tail {
-    last_micros: i64,
-    msgs: Vec<Message>,
 }
 
 /// How long a router model listing is used before it is refreshed.
@@ -233,56 +221,7 @@ impl ChatRuntime {
             redactor,
             scope_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             models: Arc::default(),
-            tails: std::sync::Mutex::new(HashMap::new()),
         }
-    }
-
-    fn tails(&self) -> std::sync::MutexGuard<'_, HashMap<ThreadId, Tail>> {
-        self.tails.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Starts the tail of a thread from its stored messages (oldest first).
-    fn tail_set(&self, thread: ThreadId, last_micros: i64, msgs: Vec<Message>, cfg: &ChatConfig) {
-        let msgs = trim_history(msgs, cfg.history_max_messages, cfg.history_max_chars);
-        let mut tails = self.tails();
-        if tails.len() >= MAX_TAILS && !tails.contains_key(&thread) {
-            tails.clear();
-        }
-        tails.insert(thread, Tail { last_micros, msgs });
-    }
-
-    /// Appends a message just stored to the thread's tail, if the tail was current
-    /// when the thread last changed at `prev_micros` (nothing else appended since, by
-    /// this process or another); otherwise forgets the tail so the next use reloads it.
-    /// Trimming the tail again gives what trimming the whole thread would (the kept
-    /// part is always a suffix).
-    fn tail_extend(
-        &self,
-        thread: ThreadId,
-        prev_micros: i64,
-        msg: &ChatMessage,
-        cfg: &ChatConfig,
-    ) -> bool {
-        let mut tails = self.tails();
-        match tails.get_mut(&thread) {
-            Some(t) if t.last_micros == prev_micros => {
-                if let Some(role) = context_role(msg.role.as_str()) {
-                    let mut msgs = std::mem::take(&mut t.msgs);
-                    msgs.push(Message::new(role, msg.content.clone()));
-                    t.msgs = trim_history(msgs, cfg.history_max_messages, cfg.history_max_chars);
-                }
-                t.last_micros = msg.created_at.timestamp_micros();
-                true
-            }
-            _ => {
-                tails.remove(&thread);
-                false
-            }
-        }
-    }
-
-    fn tail_get(&self, thread: ThreadId) -> Option<Vec<Message>> {
-        self.tails().get(&thread).map(|t| t.msgs.clone())
     }
 
     /// Model ids the router's targets offer, as last listed (empty until the first
@@ -455,15 +394,16 @@ struct Prepared {
     project: Option<ProjectId>,
     model_id: String,
     thread: ThreadId,
-    /// When the user message of this request was stored (microseconds).
-    last_micros: i64,
+    /// The (redacted) user message, stored with the outcome.
+    user_message: NewChatMessage,
     request: ChatRequest,
     pm: bool,
     stream: bool,
     redacted: bool,
     started: Instant,
     request_id: Option<String>,
-    inference: ChatInference,
+    /// `None` when the gateway has no inference configured.
+    inference: Option<ChatInference>,
 }
 
 fn number(v: &Option<Value>) -> Option<f32> {
@@ -520,37 +460,33 @@ pub(crate) async fn project_scope(
     }
 }
 
-/// The scope's active thread (newest, changed within the window), or a new one; with
-/// its `updated_at` in microseconds.
+/// The scope's active thread: its newest, if that changed within the window, else a
+/// new one.
 async fn active_thread(
     st: &GatewayState,
     user: UserId,
     project: Option<ProjectId>,
-) -> Result<(ThreadId, i64), OpenAiError> {
+) -> Result<ThreadId, OpenAiError> {
     const FAILED: &str = "Failed to get chat thread";
-    let chat = &st.inner.chat;
-    let _scope = chat.lock_scope(user, project).await;
+    let _scope = st.inner.chat.lock_scope(user, project).await;
     let store = &st.inner.store;
-    let threads = store
-        .list_threads(user, 1000)
+    let newest = store
+        .newest_thread(user, project)
         .await
         .map_err(|e| OpenAiError::internal(FAILED).with_source(e))?;
     let window = chrono::Duration::seconds(
         i64::try_from(st.config().chat.active_thread_secs).unwrap_or(i64::MAX),
     );
-    let now = st.now();
-    if let Some(t) = threads.iter().find(|t| t.project_id == project)
-        && now.signed_duration_since(t.updated_at) <= window
+    if let Some(t) = newest
+        && st.now().signed_duration_since(t.updated_at) <= window
     {
-        return Ok((t.id, t.updated_at.timestamp_micros()));
+        return Ok(t.id);
     }
-    let t = store
+    store
         .create_thread(user, project, None)
         .await
-        .map_err(|e| OpenAiError::internal(FAILED).with_source(e))?;
-    let updated = t.updated_at.timestamp_micros();
-    chat.tail_set(t.id, updated, Vec::new(), &st.config().chat);
-    Ok((t.id, updated))
+        .map(|t| t.id)
+        .map_err(|e| OpenAiError::internal(FAILED).with_source(e))
 }
 
 /// The newest `max_messages` thread messages, oldest first, trimmed from the oldest
@@ -633,61 +569,33 @@ async fn prepare(
     else {
         return Err(OpenAiError::invalid_request(MSG_USER_REQUIRED));
     };
-    // 7. Active thread, and the user message stored in it.
-    let (thread, thread_updated) = active_thread(st, user.id, project).await?;
-    let user_message = st
-        .inner
-        .store
-        .append_message(
-            thread,
-            ChatRole::User,
-            last_user,
-            Some(j!({"model_id": model_id})),
-        )
-        .await
-        .map_err(|e| OpenAiError::internal("Failed to persist message").with_source(e))?;
-    // 8. Inference must be configured.
-    let Some(inference) = st.inner.chat.inference.clone() else {
-        return Err(OpenAiError::model_unavailable(if pm {
-            format!("PM agent is not available. {MSG_NO_INFERENCE}")
-        } else {
-            MSG_NO_INFERENCE.to_string()
-        }));
-    };
-    // 9. Context.
+    // 7. The active thread; the user's message is stored with the outcome.
+    let thread = active_thread(st, user.id, project).await?;
+    let user_message =
+        NewChatMessage::new(ChatRole::User, last_user).with_metadata(j!({"model_id": model_id}));
+    // 8. Context (not needed when there is no inference to send it to): the request's
+    // messages when it carries more than one, else the thread's newest messages and
+    // this one.
     let chat = &cfg.chat;
-    let runtime = &st.inner.chat;
-    let tail_current = runtime.tail_extend(thread, thread_updated, &user_message, chat);
+    let inference = st.inner.chat.inference.clone();
     let request_context = || -> Vec<Message> {
         messages
             .iter()
             .filter_map(|(role, text)| context_role(role).map(|r| Message::new(r, text.clone())))
             .collect()
     };
-    let cached = if tail_current {
-        runtime.tail_get(thread)
-    } else {
-        None
-    };
-    let mut context = if messages.len() > 1 {
+    let mut context = if inference.is_none() {
+        Vec::new()
+    } else if messages.len() > 1 {
         request_context()
-    } else if let Some(tail) = cached {
-        tail
     } else {
-        match st.inner.store.list_messages(thread).await {
-            Ok(history) => {
-                let last = history
-                    .last()
-                    .map_or(thread_updated, |m| m.created_at.timestamp_micros());
-                let msgs: Vec<Message> = history
-                    .into_iter()
-                    .filter_map(|m| {
-                        context_role(m.role.as_str()).map(|r| Message::new(r, m.content))
-                    })
-                    .collect();
-                runtime.tail_set(thread, last, msgs.clone(), chat);
-                msgs
-            }
+        let limit = u32::try_from(chat.history_max_messages.saturating_sub(1)).unwrap_or(u32::MAX);
+        match st.inner.store.recent_messages(thread, limit).await {
+            Ok(history) => history
+                .into_iter()
+                .filter_map(|m| context_role(m.role.as_str()).map(|r| Message::new(r, m.content)))
+                .chain(std::iter::once(Message::user(user_message.content.clone())))
+                .collect(),
             Err(e) => {
                 tracing::warn!(error = %e, "chat history could not be loaded; using the request's messages");
                 request_context()
@@ -720,7 +628,7 @@ async fn prepare(
         project,
         model_id,
         thread,
-        last_micros: user_message.created_at.timestamp_micros(),
+        user_message,
         request,
         pm,
         stream,
@@ -732,17 +640,17 @@ async fn prepare(
 }
 
 impl Prepared {
-    fn route(&self) -> &RouteOptions {
+    fn route<'a>(&self, inference: &'a ChatInference) -> &'a RouteOptions {
         if self.pm {
-            &self.inference.pm_route
+            &inference.pm_route
         } else {
-            &self.inference.direct_route
+            &inference.direct_route
         }
     }
 
-    fn audit(&self, outcome: &str, error_code: Option<&str>, answer_redacted: bool) -> AuditRecord {
+    fn audit(&self, outcome: &str, error_code: Option<&str>, answer_redacted: bool) -> ChatAudit {
         let redacted = self.redacted || answer_redacted;
-        AuditRecord::Chat(ChatAudit {
+        ChatAudit {
             id: AuditId::new(),
             user_id: Some(self.user),
             project_id: self.project,
@@ -759,7 +667,52 @@ impl Prepared {
             ),
             request_id: self.request_id.clone(),
             created_at: chrono::Utc::now(),
-        })
+        }
+    }
+
+    /// What this completion stores: the user's message, the answer if there is one,
+    /// and the audit record.
+    fn turn(&self, answer: Option<NewChatMessage>, audit: ChatAudit) -> ChatTurn {
+        let mut messages = vec![self.user_message.clone()];
+        messages.extend(answer);
+        ChatTurn {
+            thread_id: self.thread,
+            messages,
+            audit: Some(audit),
+        }
+    }
+
+    /// The answer message as stored.
+    fn answer(&self, content: String, provider: &str) -> NewChatMessage {
+        NewChatMessage::new(ChatRole::Assistant, content)
+            .with_metadata(j!({"model_id": self.model_id, "provider": provider}))
+    }
+
+    /// Stores a failed completion (the user's message and its audit record); the
+    /// caller answers `e`.
+    async fn store_failure(&self, st: &GatewayState, e: &OpenAiError, answer_redacted: bool) {
+        let audit = self.audit(outcome_of(e), Some(e.code()), answer_redacted);
+        if let Err(err) = st.inner.store.append_turn(self.turn(None, audit)).await {
+            tracing::error!(error = %err, "could not store the failed chat turn");
+        }
+    }
+
+    /// Stores a successful completion; on failure answers `500` `Failed to persist
+    /// message` (and audits that, if the audit table can still be written).
+    async fn store_success(
+        &self,
+        st: &GatewayState,
+        answer: NewChatMessage,
+        answer_redacted: bool,
+    ) -> Result<(), OpenAiError> {
+        let turn = self.turn(Some(answer), self.audit("success", None, answer_redacted));
+        if let Err(e) = st.inner.store.append_turn(turn).await {
+            let e = OpenAiError::internal("Failed to persist message").with_source(e);
+            let audit = self.audit("error", Some(e.code()), answer_redacted);
+            record(st, AuditRecord::Chat(audit)).await;
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
@@ -849,10 +802,19 @@ pub(crate) async fn chat_completions(
             return e.into_response();
         }
     };
+    let Some(inference) = p.inference.clone() else {
+        let e = OpenAiError::model_unavailable(if p.pm {
+            format!("PM agent is not available. {MSG_NO_INFERENCE}")
+        } else {
+            MSG_NO_INFERENCE.to_string()
+        });
+        p.store_failure(&st, &e, false).await;
+        return e.into_response();
+    };
     if p.stream {
-        stream_completion(st, p).await
+        stream_completion(st, p, inference).await
     } else {
-        complete(st, p).await
+        complete(st, p, inference).await
     }
 }
 
@@ -860,23 +822,21 @@ fn deadline(st: &GatewayState) -> Duration {
     Duration::from_millis(st.config().chat.completion_deadline_ms.max(1))
 }
 
-async fn complete(st: GatewayState, p: Prepared) -> Response {
+async fn complete(st: GatewayState, p: Prepared, inference: ChatInference) -> Response {
     // If the client goes away, this future is dropped (and with it the model call);
-    // the guard then records the completion as `canceled`.
-    let mut cancel = CancelAudit {
+    // the guard then stores the turn as `canceled`.
+    let mut cancel = CancelGuard {
         st: st.clone(),
-        record: Some(p.audit("canceled", None, false)),
+        turn: Some(p.turn(None, p.audit("canceled", None, false))),
     };
-    let res = complete_inner(&st, &p).await;
-    cancel.record = None;
+    let res = complete_inner(&st, &p, &inference).await;
+    cancel.turn = None;
     res
 }
 
-async fn complete_inner(st: &GatewayState, p: &Prepared) -> Response {
-    let st = st.clone();
-    let router = p.inference.router.clone();
-    let res = tokio::time::timeout(deadline(&st), router.chat(&p.request, p.route())).await;
-    let routed = match res {
+async fn complete_inner(st: &GatewayState, p: &Prepared, inference: &ChatInference) -> Response {
+    let call = inference.router.chat(&p.request, p.route(inference));
+    let routed = match tokio::time::timeout(deadline(st), call).await {
         Err(_) => Err(OpenAiError::timeout()),
         Ok(Err(e)) => Err(router_failure(p.pm, e)),
         Ok(Ok(r)) => Ok(r),
@@ -884,33 +844,17 @@ async fn complete_inner(st: &GatewayState, p: &Prepared) -> Response {
     let routed = match routed {
         Ok(r) => r,
         Err(e) => {
-            record(&st, p.audit(outcome_of(&e), Some(e.code()), false)).await;
+            p.store_failure(st, &e, false).await;
             return e.into_response();
         }
     };
     let (answer, hit) = st.inner.chat.redactor.redact(&routed.value.content);
-    let stored = st
-        .inner
-        .store
-        .append_message(
-            p.thread,
-            ChatRole::Assistant,
-            answer.clone(),
-            Some(j!({"model_id": p.model_id, "provider": routed.target})),
-        )
-        .await;
-    let stored = match stored {
-        Ok(m) => m,
-        Err(e) => {
-            let e = OpenAiError::internal("Failed to persist message").with_source(e);
-            record(&st, p.audit("error", Some(e.code()), hit)).await;
-            return e.into_response();
-        }
-    };
-    st.inner
-        .chat
-        .tail_extend(p.thread, p.last_micros, &stored, &st.config().chat);
-    record(&st, p.audit("success", None, hit)).await;
+    if let Err(e) = p
+        .store_success(st, p.answer(answer.clone(), &routed.target), hit)
+        .await
+    {
+        return e.into_response();
+    }
     json(
         StatusCode::OK,
         &ChatCompletionsResponse {
@@ -957,21 +901,26 @@ fn chunk(
     Bytes::from(format!("data: {v}\n\n"))
 }
 
-/// Writes the `canceled` audit record if the stream is dropped before it finished
-/// (the client went away; dropping the upstream stream stops the model call).
-struct CancelAudit {
+/// Stores the turn as `canceled` (the user's message and the audit record) if the
+/// completion is dropped before it finished: the client went away, and dropping the
+/// upstream call stopped the model.
+struct CancelGuard {
     st: GatewayState,
-    record: Option<AuditRecord>,
+    turn: Option<ChatTurn>,
 }
 
-impl Drop for CancelAudit {
+impl Drop for CancelGuard {
     fn drop(&mut self) {
-        if let Some(rec) = self.record.take()
+        if let Some(turn) = self.turn.take()
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             let st = self.st.clone();
-            tracing::info!("chat stream ended by the client before completion");
-            rt.spawn(async move { record(&st, rec).await });
+            tracing::info!("chat completion ended by the client before it finished");
+            rt.spawn(async move {
+                if let Err(e) = st.inner.store.append_turn(turn).await {
+                    tracing::error!(error = %e, "could not store the canceled chat turn");
+                }
+            });
         }
     }
 }
@@ -987,39 +936,30 @@ struct StreamState {
     until: tokio::time::Instant,
     finish: Option<String>,
     done: bool,
-    cancel: CancelAudit,
+    cancel: CancelGuard,
 }
 
 impl StreamState {
     async fn fail(&mut self, e: OpenAiError) -> Bytes {
         e.log();
         self.done = true;
-        self.cancel.record = None;
-        record(
-            &self.st,
-            self.p
-                .audit(outcome_of(&e), Some(e.code()), self.redactor.redacted_any()),
-        )
-        .await;
+        self.cancel.turn = None;
+        self.p
+            .store_failure(&self.st, &e, self.redactor.redacted_any())
+            .await;
         Bytes::from(format!("data: {}\n\n", e.body_json()))
     }
 
     async fn finish(&mut self) -> Bytes {
         self.done = true;
-        self.cancel.record = None;
+        self.cancel.turn = None;
         let tail = self.redactor.finish();
-        let answer = self.redactor.released().to_string();
-        let hit = self.redactor.redacted_any();
+        let answer = self
+            .p
+            .answer(self.redactor.released().to_string(), &self.target);
         let stored = self
-            .st
-            .inner
-            .store
-            .append_message(
-                self.p.thread,
-                ChatRole::Assistant,
-                answer,
-                Some(j!({"model_id": self.p.model_id, "provider": self.target})),
-            )
+            .p
+            .store_success(&self.st, answer, self.redactor.redacted_any())
             .await;
         let mut out = Vec::new();
         if !tail.is_empty() {
@@ -1031,23 +971,11 @@ impl StreamState {
                 None,
             ));
         }
-        let stored = match stored {
-            Ok(m) => m,
-            Err(e) => {
-                let e = OpenAiError::internal("Failed to persist message").with_source(e);
-                e.log();
-                record(&self.st, self.p.audit("error", Some(e.code()), hit)).await;
-                out.extend_from_slice(format!("data: {}\n\n", e.body_json()).as_bytes());
-                return Bytes::from(out);
-            }
-        };
-        self.st.inner.chat.tail_extend(
-            self.p.thread,
-            self.p.last_micros,
-            &stored,
-            &self.st.config().chat,
-        );
-        record(&self.st, self.p.audit("success", None, hit)).await;
+        if let Err(e) = stored {
+            e.log();
+            out.extend_from_slice(format!("data: {}\n\n", e.body_json()).as_bytes());
+            return Bytes::from(out);
+        }
         let finish = self.finish.clone().unwrap_or_else(|| "stop".into());
         out.extend_from_slice(&chunk(
             &self.id,
@@ -1090,10 +1018,12 @@ impl StreamState {
     }
 }
 
-async fn stream_completion(st: GatewayState, p: Prepared) -> Response {
-    let router = p.inference.router.clone();
+async fn stream_completion(st: GatewayState, p: Prepared, inference: ChatInference) -> Response {
     let until = tokio::time::Instant::now() + deadline(&st);
-    let res = tokio::time::timeout_at(until, router.chat_stream(&p.request, p.route())).await;
+    let call = inference
+        .router
+        .chat_stream(&p.request, p.route(&inference));
+    let res = tokio::time::timeout_at(until, call).await;
     let routed = match res {
         Err(_) => Err(OpenAiError::timeout()),
         Ok(Err(e)) => Err(router_failure(p.pm, e)),
@@ -1102,16 +1032,16 @@ async fn stream_completion(st: GatewayState, p: Prepared) -> Response {
     let routed = match routed {
         Ok(r) => r,
         Err(e) => {
-            record(&st, p.audit(outcome_of(&e), Some(e.code()), false)).await;
+            p.store_failure(&st, &e, false).await;
             return e.into_response();
         }
     };
     let id = uuid::Uuid::new_v4().to_string();
     let created = unix_now();
     let first = chunk(&id, created, &p.model_id, Some(""), None);
-    let cancel = CancelAudit {
+    let cancel = CancelGuard {
         st: st.clone(),
-        record: Some(p.audit("canceled", None, false)),
+        turn: Some(p.turn(None, p.audit("canceled", None, false))),
     };
     let state = StreamState {
         redactor: StreamRedactor::new(st.inner.chat.redactor.clone()),

@@ -26,7 +26,7 @@ use cynode_core::auth::{
 };
 use cynode_core::model::NewUser;
 use cynode_core::store::{SqliteStore, UserStore};
-use cynode_testkit::ContainerEnv;
+use cynode_testkit::podman::{PodmanEnv, podman_env};
 use serde_json::Value;
 
 /// The admin account every stack starts with (`BOOTSTRAP_ADMIN_PASSWORD`).
@@ -36,8 +36,8 @@ pub const ADMIN: (&str, &str) = ("admin", "admin123");
 /// can mint tokens the gateway accepts or rejects for the right reason.
 const JWT_SECRET: &str = "cynork e2e stack signing key, 32+ bytes long";
 
-fn test_env() -> Option<ContainerEnv> {
-    ContainerEnv::from_env()
+fn test_env() -> Option<PodmanEnv> {
+    podman_env()
 }
 
 /// The orchestrator binary of this build's target directory, built (once per test

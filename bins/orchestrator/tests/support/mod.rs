@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use cynode_testkit::ContainerEnv;
 use cynode_testkit::env::{TestDatabase, with_database};
+use cynode_testkit::podman::{PodmanEnv, podman_env};
 
 /// The orchestrator binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cynode-orchestrator");
@@ -66,12 +66,12 @@ pub async fn drop_db(admin_url: &str, name: &str) {
 }
 
 /// The container engine and image of the test environment.
-pub type Podman = ContainerEnv;
+pub type Podman = PodmanEnv;
 
 /// `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE`, or `None` (skip) when unset and
 /// services are not required.
 pub fn podman() -> Option<Podman> {
-    ContainerEnv::from_env()
+    podman_env()
 }
 
 /// Logs in on the gateway at `gw`; the access token.

@@ -70,11 +70,13 @@ fn opt_str<T: ToString>(v: Option<T>) -> Option<String> {
     v.map(|x| x.to_string())
 }
 
-#[async_trait]
-impl AuditStore for SqliteStore {
-    async fn record_audit(&self, record: AuditRecord) -> Result<()> {
-        const ACTION: &str = "record the audit event";
-        let query = match &record {
+/// Inserts one audit record inside the caller's write transaction.
+pub(super) async fn insert_audit(
+    tx: &mut sqlx::SqliteConnection,
+    record: &AuditRecord,
+    action: &str,
+) -> Result<()> {
+    let query = match record {
             AuditRecord::Auth(a) => sqlx::query(
                 "INSERT INTO auth_audit_log
                      (id, event_type, user_id, subject_handle, success, ip_address, user_agent, reason, created_at)
@@ -123,9 +125,17 @@ impl AuditStore for SqliteStore {
             .bind(m.duration_ms)
             .bind(m.error_type.clone()),
         };
+    query.execute(tx).await.map_err(db(action))?;
+    Ok(())
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_audit(&self, record: AuditRecord) -> Result<()> {
+        const ACTION: &str = "record the audit event";
         // A single INSERT is atomic on its own; it still goes through the write lock.
         let mut tx = self.write(ACTION).await?;
-        query.execute(&mut *tx).await.map_err(db(ACTION))?;
+        insert_audit(&mut tx, &record, ACTION).await?;
         tx.commit().await.map_err(db(ACTION))
     }
 

@@ -4,10 +4,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
 
+use super::audit::insert_audit;
 use super::{RowExt, SqliteStore, db, exists, opt_json_text, ts};
 use crate::model::*;
 use crate::store::memory::now;
-use crate::store::{ChatStore, validate};
+use crate::store::{ChatStore, ChatTurn, NewChatMessage, validate};
 use crate::{Error, MessageId, ProjectId, Result, ThreadId, UserId};
 
 fn thread_row(r: &SqliteRow) -> Result<ChatThread> {
@@ -124,41 +125,16 @@ impl ChatStore for SqliteStore {
     ) -> Result<ChatMessage> {
         const ACTION: &str = "append the chat message";
         let mut tx = self.write(ACTION).await?;
-        let t = now();
-        let m = ChatMessage {
-            id: MessageId::new(),
-            thread_id,
+        let msg = NewChatMessage {
             role,
             content,
             metadata,
-            created_at: t,
         };
-        // The message goes in first and the thread bump second: the thread's foreign key
-        // rejects an unknown thread, and a failed bump rolls the message back.
-        sqlx::query(
-            "INSERT INTO chat_messages (id, thread_id, role, content, metadata, created_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM chat_threads WHERE id = ?2)",
-        )
-        .bind(m.id.to_string())
-        .bind(thread_id.to_string())
-        .bind(role.as_str())
-        .bind(&m.content)
-        .bind(opt_json_text(&m.metadata))
-        .bind(ts(t))
-        .execute(&mut *tx)
-        .await
-        .map_err(db(ACTION))?;
-        let bumped = sqlx::query("UPDATE chat_threads SET updated_at = ?2 WHERE id = ?1")
-            .bind(thread_id.to_string())
-            .bind(ts(t))
-            .execute(&mut *tx)
-            .await
-            .map_err(db(ACTION))?;
-        if bumped.rows_affected() == 0 {
-            return Err(Error::not_found("thread", thread_id));
-        }
+        let mut stored = append(&mut tx, thread_id, vec![msg], ACTION).await?;
         tx.commit().await.map_err(db(ACTION))?;
-        Ok(m)
+        stored
+            .pop()
+            .ok_or_else(|| Error::internal("no message was stored"))
     }
 
     async fn list_messages(&self, thread_id: ThreadId) -> Result<Vec<ChatMessage>> {
@@ -185,4 +161,116 @@ impl ChatStore for SqliteStore {
         .map_err(db(ACTION))?;
         rows.iter().map(message_row).collect()
     }
+
+    async fn newest_thread(
+        &self,
+        user_id: UserId,
+        project_id: Option<ProjectId>,
+    ) -> Result<Option<ChatThread>> {
+        // `IS` matches a NULL project too; the (user_id, updated_at DESC, id DESC) index
+        // gives the rows newest first.
+        let row = sqlx::query(
+            "SELECT id, user_id, project_id, title, created_at, updated_at FROM chat_threads
+             WHERE user_id = ?1 AND project_id IS ?2
+             ORDER BY updated_at DESC, id DESC LIMIT 1",
+        )
+        .bind(user_id.to_string())
+        .bind(project_id.map(|p| p.to_string()))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db("find the newest chat thread"))?;
+        row.as_ref().map(thread_row).transpose()
+    }
+
+    async fn recent_messages(&self, thread_id: ThreadId, limit: u32) -> Result<Vec<ChatMessage>> {
+        const ACTION: &str = "read recent chat messages";
+        // One query on the hot path; only an empty answer asks whether the thread exists.
+        let rows = sqlx::query(
+            "SELECT id, thread_id, role, content, metadata, created_at FROM chat_messages
+             WHERE thread_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+        )
+        .bind(thread_id.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db(ACTION))?;
+        if rows.is_empty() {
+            self.get_thread(thread_id).await?;
+        }
+        let mut v = rows.iter().map(message_row).collect::<Result<Vec<_>>>()?;
+        v.reverse();
+        Ok(v)
+    }
+
+    async fn append_turn(&self, turn: ChatTurn) -> Result<Vec<ChatMessage>> {
+        const ACTION: &str = "store the chat turn";
+        let mut tx = self.write(ACTION).await?;
+        let stored = append(&mut tx, turn.thread_id, turn.messages, ACTION).await?;
+        if let Some(a) = turn.audit {
+            insert_audit(&mut tx, &AuditRecord::Chat(a), ACTION).await?;
+        }
+        tx.commit().await.map_err(db(ACTION))?;
+        Ok(stored)
+    }
+}
+
+/// Appends messages to a thread inside the caller's write transaction and bumps the
+/// thread's `updated_at`; `not_found` when the thread does not exist (nothing written).
+/// The bump goes first, so an unknown thread is found before any insert; the messages
+/// then go in with one statement.
+async fn append(
+    tx: &mut sqlx::SqliteConnection,
+    thread_id: ThreadId,
+    messages: Vec<NewChatMessage>,
+    action: &str,
+) -> Result<Vec<ChatMessage>> {
+    let t = now();
+    let found = if messages.is_empty() {
+        exists(
+            tx,
+            "SELECT 1 FROM chat_threads WHERE id = ?1",
+            thread_id.to_string(),
+            action,
+        )
+        .await?
+    } else {
+        sqlx::query("UPDATE chat_threads SET updated_at = ?2 WHERE id = ?1")
+            .bind(thread_id.to_string())
+            .bind(ts(t))
+            .execute(&mut *tx)
+            .await
+            .map_err(db(action))?
+            .rows_affected()
+            > 0
+    };
+    if !found {
+        return Err(Error::not_found("thread", thread_id));
+    }
+    if messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored: Vec<ChatMessage> = messages
+        .into_iter()
+        .map(|m| ChatMessage {
+            id: MessageId::new(),
+            thread_id,
+            role: m.role,
+            content: m.content,
+            metadata: m.metadata,
+            created_at: t,
+        })
+        .collect();
+    let mut insert = sqlx::QueryBuilder::new(
+        "INSERT INTO chat_messages (id, thread_id, role, content, metadata, created_at) ",
+    );
+    insert.push_values(&stored, |mut row, m| {
+        row.push_bind(m.id.to_string())
+            .push_bind(thread_id.to_string())
+            .push_bind(m.role.as_str())
+            .push_bind(m.content.clone())
+            .push_bind(opt_json_text(&m.metadata))
+            .push_bind(ts(t));
+    });
+    insert.build().execute(&mut *tx).await.map_err(db(action))?;
+    Ok(stored)
 }
