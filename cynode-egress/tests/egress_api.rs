@@ -11,7 +11,7 @@ use std::{net::SocketAddr, sync::Arc};
 use chrono::Utc;
 use cynode_core::{
     JobId, TaskId, UserId,
-    model::{NewTask, NewUser},
+    model::NewTask,
     store::{AccessAuditFilter, AccessRuleFilter, Store},
 };
 use cynode_egress::{
@@ -72,21 +72,7 @@ async fn policy_env(backend: Backend, rules: &[&str], with_credentials: bool) ->
         .echo_auth(true)
         .start()
         .await;
-    let user = store
-        .create_user(NewUser {
-            handle: "alice".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            created_by: Some(user.id),
-            name: "t1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (user, task) = common::user_with_task(store.as_ref(), "alice", "t1").await;
     for rule in rules {
         let (effect, pattern) = rule.split_once(' ').unwrap();
         let effect = if effect == "allow" {
@@ -719,21 +705,7 @@ async fn a_failing_database_denies_with_the_contract_reason() {
             .unwrap(),
     );
     let store: Arc<dyn Store> = sqlite.clone();
-    let user = store
-        .create_user(NewUser {
-            handle: "frank".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            created_by: Some(user.id),
-            name: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (user, task) = common::user_with_task(store.as_ref(), "frank", "t").await;
     store
         .create_access_rule(api_call_rule(
             user.id.as_uuid(),

@@ -6,6 +6,8 @@
 //!
 //! One test per binary: it installs the process-wide subscriber.
 
+mod common;
+
 use std::{
     io::Write,
     sync::{Arc, Mutex},
@@ -14,7 +16,6 @@ use std::{
 use chrono::Utc;
 use cynode_core::{
     JobId,
-    model::{NewTask, NewUser},
     store::{MemoryStore, Store},
 };
 use cynode_egress::{
@@ -62,21 +63,7 @@ async fn keys_never_reach_log_output() {
         .start()
         .await;
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let user = store
-        .create_user(NewUser {
-            handle: "bob".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            created_by: Some(user.id),
-            name: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (user, task) = common::user_with_task(store.as_ref(), "bob", "t").await;
     store
         .create_access_rule(api_call_rule(user.id.as_uuid(), "openai/*", Effect::Allow))
         .await
