@@ -7,8 +7,10 @@
 #   benches/gateway.sh [-r RATE] [-n N] [-k K] [-R ROUNDS]
 #
 # Env: CYNODE_PEERS_DIR (default: <repo>/../shared/peers), CARGO_TARGET_DIR,
-#      BENCH_SKIP_LITELLM=1. Run it on a quiet machine; as root it runs under
-#      `chrt -f 10` so every measured process is scheduled alike.
+#      BENCH_SKIP_LITELLM=1, BENCH_PG_URL (or CYNODE_TEST_PG_URL: adds a PostgreSQL
+#      row; `bash scripts/test.sh -- bash benches/gateway.sh` provides one).
+# Run it on a quiet machine; as root it runs under `chrt -f 10` so every measured
+# process is scheduled alike.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CYNODE_PEERS_DIR="${CYNODE_PEERS_DIR:-$ROOT/../shared/peers}"
@@ -19,6 +21,10 @@ while getopts "r:n:k:R:" o; do
   *) echo "usage: $0 [-r RATE] [-n N] [-k K] [-R ROUNDS]" >&2; exit 2 ;;
   esac
 done
+# The PostgreSQL row runs when a server is known (e.g. under `scripts/test.sh --`).
+if [ -z "${BENCH_PG_URL:-}" ] && [ -n "${CYNODE_TEST_PG_URL:-}" ]; then
+  export BENCH_PG_URL=$CYNODE_TEST_PG_URL
+fi
 [ -f "$CYNODE_PEERS_DIR/latency.py" ] || { echo "gateway.sh: no peers directory at $CYNODE_PEERS_DIR" >&2; exit 2; }
 
 echo "[gateway.sh] building the benchmark" >&2

@@ -13,6 +13,9 @@
 //!   record are one transaction, which `synchronous = FULL` syncs to disk;
 //! - `cynode-mem`: the same gateway on the in-memory store (the gateway's own work,
 //!   without that commit);
+//! - `cynode-pg`: the same gateway on PostgreSQL (the production store), only when
+//!   `BENCH_PG_URL` names a server (an admin URL: a scratch database is created and
+//!   dropped; `benches/gateway.sh` passes the test environment's PostgreSQL);
 //! - `litellm`: LiteLLM's proxy (`/opt/peers/litellm-venv`, the config of
 //!   `../shared/peers/litellm.sh`: no database, telemetry off, one worker).
 //!
@@ -33,7 +36,7 @@
 //!    this disk, printed beside the gateway figures.
 //!
 //! Environment (all optional): `BENCH_RATE` (50), `BENCH_N` (1000), `BENCH_W` (100),
-//! `BENCH_K` (2000, sequential), `BENCH_ROUNDS` (1), `BENCH_SKIP_LITELLM=1`,
+//! `BENCH_K` (2000, sequential), `BENCH_ROUNDS` (1), `BENCH_SKIP_LITELLM=1`, `BENCH_PG_URL`,
 //! `CYNODE_PEERS_DIR`.
 //!
 //! p99 figures mean something only on a quiet machine; see the router bench for
@@ -46,8 +49,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cynode_benches::ScratchDb;
 use cynode_core::auth::{JwtKey, JwtKeys, bootstrap_admin, issue_access_token};
-use cynode_core::store::{MemoryStore, SqliteStore, Store};
+use cynode_core::store::{MemoryStore, PgStore, SqliteStore, Store};
 use cynode_egress::router::{Router, RouterConfig};
 use cynode_server::gateway::{ChatInference, GatewayConfig, GatewayState, router};
 
@@ -370,11 +374,17 @@ fn start_litellm(peers: &Path, mock_port: u16, dir: &Path) -> Option<(Proc, u16,
     Some((proc, port, version))
 }
 
+/// The store behind a gateway under test.
+enum Backing {
+    Sqlite(PathBuf),
+    Postgres(String),
+    Memory,
+}
+
 /// Serves the gateway on a free port from a thread of its own; returns the port and an
 /// access token.
-fn start_gateway(mock_port: u16, dir: Option<&Path>) -> (u16, String) {
+fn start_gateway(mock_port: u16, backing: Backing) -> (u16, String) {
     let port = free_port();
-    let db = dir.map(|d| d.join("gateway.db"));
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -382,9 +392,12 @@ fn start_gateway(mock_port: u16, dir: Option<&Path>) -> (u16, String) {
             .build()
             .expect("tokio runtime");
         rt.block_on(async move {
-            let store: Arc<dyn Store> = match db {
-                Some(db) => Arc::new(SqliteStore::open(&db).await.expect("sqlite")),
-                None => Arc::new(MemoryStore::new()),
+            let store: Arc<dyn Store> = match backing {
+                Backing::Sqlite(db) => Arc::new(SqliteStore::open(&db).await.expect("sqlite")),
+                Backing::Postgres(url) => {
+                    Arc::new(PgStore::connect(&url, 8).await.expect("postgres"))
+                }
+                Backing::Memory => Arc::new(MemoryStore::new()),
             };
             let admin = bootstrap_admin(store.as_ref(), "admin", "admin123")
                 .await
@@ -528,10 +541,28 @@ fn main() {
         wait_http(mock_port, "/health", 20),
         "mock-openai.py did not start"
     );
-    let (gw_port, token) = start_gateway(mock_port, Some(dir.path()));
+    let (gw_port, token) = start_gateway(mock_port, Backing::Sqlite(dir.path().join("gateway.db")));
     assert!(wait_http(gw_port, "/healthz", 20), "gateway did not start");
-    let (mem_port, mem_token) = start_gateway(mock_port, None);
+    let (mem_port, mem_token) = start_gateway(mock_port, Backing::Memory);
     assert!(wait_http(mem_port, "/healthz", 20), "gateway did not start");
+    // PostgreSQL (the production store) when a server is given: a scratch database.
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let scratch = std::env::var("BENCH_PG_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .map(|u| {
+            setup
+                .block_on(ScratchDb::create(&u, "cynode_gw_bench"))
+                .unwrap_or_else(|e| panic!("BENCH_PG_URL: cannot create a database: {e}"))
+        });
+    let pg = scratch.as_ref().map(|db| {
+        let (p, t) = start_gateway(mock_port, Backing::Postgres(db.url.clone()));
+        assert!(wait_http(p, "/healthz", 20), "gateway did not start");
+        (p, t)
+    });
     let lite = if std::env::var("BENCH_SKIP_LITELLM").is_ok_and(|v| v == "1") {
         None
     } else {
@@ -544,6 +575,9 @@ fn main() {
         ("cynode", gw_port, Some(token.as_str())),
         ("cynode-mem", mem_port, Some(mem_token.as_str())),
     ];
+    if let Some((p, t)) = &pg {
+        targets.push(("cynode-pg", *p, Some(t.as_str())));
+    }
     if let Some((_, p, _)) = &lite {
         targets.push(("litellm", *p, Some(LITELLM_KEY)));
     }
@@ -584,6 +618,7 @@ fn main() {
     );
     let mut ours = (f64::NAN, f64::NAN);
     let mut mem = (f64::NAN, f64::NAN);
+    let mut pg_p99 = None;
     let mut theirs = None;
     for (i, (label, _, _)) in targets.iter().enumerate().skip(1) {
         let (r50, r99) = med(&rate_added[i]);
@@ -591,6 +626,7 @@ fn main() {
         let name = match *label {
             "cynode" => "cynode gateway (SQLite, full path)".to_string(),
             "cynode-mem" => "cynode gateway (memory store)".to_string(),
+            "cynode-pg" => "cynode gateway (PostgreSQL)".to_string(),
             _ => format!(
                 "litellm proxy {}",
                 lite.as_ref().map(|l| l.2.as_str()).unwrap_or("")
@@ -601,6 +637,8 @@ fn main() {
             ours = (r99, s99);
         } else if *label == "cynode-mem" {
             mem = (r99, s99);
+        } else if *label == "cynode-pg" {
+            pg_p99 = Some((r99, s99));
         } else if *label == "litellm" {
             theirs = Some((r99, s99));
         }
@@ -649,4 +687,12 @@ fn main() {
         floor.p99,
         if ours.0 < 1.0 { "met" } else { "missed" }
     );
+    if let Some((r99, s99)) = pg_p99 {
+        println!(
+            "cynode-gateway-pg: rate={rate}/s added_p99_ms={r99:.3} seq_added_p99_ms={s99:.3}"
+        );
+    }
+    if let Some(db) = scratch {
+        setup.block_on(db.drop_now());
+    }
 }

@@ -11,6 +11,9 @@
 //!
 //! Open any of them from a [`store::StoreConfig`] with [`store::open`]. Backend authors
 //! can run the same conformance suite this crate runs (feature `conformance`).
+//! Feature `openapi` derives `utoipa::ToSchema` on the `proto::v1::gateway` bodies the
+//! user API gateway serves as they are, so its OpenAPI document describes the very
+//! types clients decode.
 //!
 //! This crate knows nothing of the scheduler, sandbox, egress or server crates; they
 //! depend on it, never the other way round.

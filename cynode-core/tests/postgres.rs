@@ -10,88 +10,13 @@ use std::time::Duration;
 use cynode_core::Error;
 use cynode_core::model::*;
 use cynode_core::store::{PgOptions, PgStore, StoreAdmin, TaskStore, UserStore, VectorStore};
+use cynode_testkit::env::{TestDatabase as TestDb, service_var};
 use sqlx::{Connection, PgConnection};
 
-/// Reads a service variable of the test environment contract. Missing: the test fails
-/// when `CYNODE_REQUIRE_SERVICES=1`, and is skipped (with a note) otherwise.
-fn service_var(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("{name} is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: {name} not set");
-            None
-        }
-    }
-}
-
-/// Replaces the database name in a PostgreSQL URL (keeping any `?options`).
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host_part = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host_part}/{db}?{q}"),
-        None => format!("{host_part}/{db}"),
-    }
-}
-
-/// A fresh, empty database of its own for one test.
-struct TestDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> Option<TestDb> {
-        let admin_url = service_var("CYNODE_TEST_PG_URL")?;
-        let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to CYNODE_TEST_PG_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .expect("create a fresh test database");
-        admin.close().await.ok();
-        let url = with_database(&admin_url, &name);
-        Some(TestDb {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    /// A direct connection to the test database, for looking behind the store's back.
-    async fn conn(&self) -> PgConnection {
-        PgConnection::connect(&self.url)
-            .await
-            .expect("connect to the test database")
-    }
-
-    async fn drop_db(self) {
-        let r = async {
-            let mut admin = PgConnection::connect(&self.admin_url).await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut admin)
-            .await?;
-            admin.close().await
-        };
-        if let Err(e) = r.await {
-            eprintln!("note: could not drop test database {}: {e}", self.name);
-        }
+/// Drops a test database; a failure is only noted.
+async fn drop_db(db: &TestDb) {
+    if let Err(e) = db.drop_db().await {
+        eprintln!("note: could not drop test database {}: {e}", db.name);
     }
 }
 
@@ -146,7 +71,7 @@ async fn connect_migrates_once_and_reports_backend() {
     store.close().await;
     // A second start on an up-to-date database applies nothing and succeeds.
     let store = PgStore::connect(&db.url, 2).await.expect("second connect");
-    let mut c = db.conn().await;
+    let mut c = db.connect().await;
     let applied = count(
         &mut c,
         "SELECT count(*) FROM _sqlx_migrations WHERE success",
@@ -166,7 +91,7 @@ async fn connect_migrates_once_and_reports_backend() {
     assert_eq!(ext, 1, "the vector extension is created");
     c.close().await.ok();
     store.close().await;
-    db.drop_db().await;
+    drop_db(&db).await;
 }
 
 #[tokio::test]
@@ -180,7 +105,7 @@ async fn refuses_a_schema_newer_than_the_build() {
     store.close().await;
     let supported = PgStore::supported_schema_version();
     let future = supported + 1_000;
-    let mut c = db.conn().await;
+    let mut c = db.connect().await;
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES ($1, 'from a newer build', true, '\\x00'::bytea, 0)",
@@ -202,7 +127,7 @@ async fn refuses_a_schema_newer_than_the_build() {
         Err(e) => panic!("expected SchemaTooNew, got {e:?}"),
         Ok(_) => panic!("a database migrated by a newer build was accepted"),
     }
-    db.drop_db().await;
+    drop_db(&db).await;
 }
 
 #[tokio::test]
@@ -250,7 +175,7 @@ async fn create_task_with_a_missing_dependency_writes_nothing() {
         "no SQL or server text: {msg}"
     );
 
-    let mut c = db.conn().await;
+    let mut c = db.connect().await;
     assert_eq!(
         count(&mut c, "SELECT count(*) FROM tasks WHERE name = 'second'").await,
         0
@@ -278,7 +203,7 @@ async fn create_task_with_a_missing_dependency_writes_nothing() {
     assert_eq!(store.task_dependencies(ok.id).await.unwrap(), vec![dep.id]);
     c.close().await.ok();
     store.close().await;
-    db.drop_db().await;
+    drop_db(&db).await;
 }
 
 #[tokio::test]
@@ -310,11 +235,11 @@ async fn a_vector_batch_with_one_bad_chunk_writes_nothing() {
         .await
         .expect_err("dangling project");
     assert!(matches!(err, Error::InvalidInput(_)), "got {err:?}");
-    let mut c = db.conn().await;
+    let mut c = db.connect().await;
     assert_eq!(count(&mut c, "SELECT count(*) FROM vector_items").await, 0);
     c.close().await.ok();
     store.close().await;
-    db.drop_db().await;
+    drop_db(&db).await;
 }
 
 #[tokio::test]
@@ -358,7 +283,7 @@ async fn a_connection_killed_mid_call_is_unavailable_and_the_next_call_works() {
         .unwrap();
 
     // Hold the user's row lock elsewhere, so the store's update waits inside the server.
-    let mut locker = db.conn().await;
+    let mut locker = db.connect().await;
     sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
     sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
         .bind(user.id.0)
@@ -371,7 +296,7 @@ async fn a_connection_killed_mid_call_is_unavailable_and_the_next_call_works() {
     };
 
     // Find the store's backend waiting on that lock and terminate it.
-    let mut admin = db.conn().await;
+    let mut admin = db.connect().await;
     let mut pid: Option<i32> = None;
     for _ in 0..1000 {
         pid = sqlx::query_scalar(
@@ -416,7 +341,7 @@ async fn a_connection_killed_mid_call_is_unavailable_and_the_next_call_works() {
         .expect("retry after reconnect");
     assert!(!u.is_active);
     store.close().await;
-    db.drop_db().await;
+    drop_db(&db).await;
 }
 
 #[tokio::test]
@@ -433,7 +358,7 @@ async fn an_idle_connection_closed_by_the_server_is_replaced_without_an_error() 
         .await
         .unwrap();
     // The store's only connection is idle in its pool now: end it from the server side.
-    let mut admin = db.conn().await;
+    let mut admin = db.connect().await;
     let killed: i64 = sqlx::query_scalar(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = 'cynode'",
@@ -451,7 +376,7 @@ async fn an_idle_connection_closed_by_the_server_is_replaced_without_an_error() 
         .expect("the pool replaced the dead connection");
     assert_eq!(u.handle, "frank");
     store.close().await;
-    db.drop_db().await;
+    drop_db(&db).await;
 }
 
 #[tokio::test]
@@ -512,7 +437,7 @@ async fn constraint_violations_are_typed_and_worded_plainly() {
         );
     }
     store.close().await;
-    db.drop_db().await;
+    drop_db(&db).await;
 }
 
 #[tokio::test]
@@ -549,7 +474,7 @@ async fn search_of_an_indexed_dimension_uses_the_hnsw_index() {
         .insert_vectors(items)
         .await
         .expect("insert 5000 chunks");
-    let mut c = db.conn().await;
+    let mut c = db.connect().await;
     sqlx::query("ANALYZE vector_items")
         .execute(&mut c)
         .await
@@ -675,5 +600,5 @@ async fn search_of_an_indexed_dimension_uses_the_hnsw_index() {
     );
     c.close().await.ok();
     store.close().await;
-    db.drop_db().await;
+    drop_db(&db).await;
 }

@@ -11,12 +11,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cynode_core::{
-    JobId,
-    model::{NewTask, NewUser},
-    store::{
-        AccessAuditFilter, AccessControlStore, CredentialStore, SqliteStore, Store, TaskStore,
-        UserStore,
-    },
+    model::NewUser,
+    store::{AccessAuditFilter, AccessControlStore, CredentialStore, SqliteStore, Store},
 };
 use cynode_egress::{
     CredentialCipher, Secret,
@@ -51,21 +47,7 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("egress.db");
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
-    let user = store
-        .create_user(NewUser {
-            handle: "carol".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            created_by: Some(user.id),
-            name: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (user, task) = common::user_with_task(store.as_ref(), "carol", "t").await;
     let cipher = Arc::new(CredentialCipher::single("k1", &[11u8; 32]));
     let stored = store_credential(store.as_ref(), &cipher, new_credential(user.id.as_uuid()))
         .await
@@ -100,29 +82,17 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
     let app = router(EgressState::policy(&config, deps).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     // The token's job runs (the egress service accepts job tokens only then).
-    let job = store
-        .create_job(cynode_core::model::NewJob {
-            id: JobId::new(),
-            task_id: task.id,
-            payload: json!({}),
-        })
-        .await
-        .unwrap();
-    store
-        .update_job(
-            job.id,
-            cynode_core::model::JobUpdate {
-                status: Some(cynode_core::model::JobStatus::Running),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let job = common::job_in(
+        store.as_ref(),
+        task.id,
+        cynode_core::model::JobStatus::Running,
+    )
+    .await;
     let token = JobTokenKey::from_base64(&Secret::new(token_key))
         .unwrap()
         .issue(&JobClaims::new(
             task.id,
-            job.id,
+            job,
             Utc::now(),
             chrono::Duration::minutes(5),
         ));
@@ -175,17 +145,10 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
 async fn postgres_holds_only_ciphertext() {
     use sqlx::{Connection, Row};
 
-    let Some(admin_url) = common::service_var("CYNODE_TEST_PG_URL") else {
+    let Some(db) = common::TestDatabase::create().await else {
         return;
     };
-    let db = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    // The name is generated from a UUID above: safe to splice.
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = common::with_database(&admin_url, &db);
+    let url = db.url.clone();
 
     let result = async {
         let store: Arc<dyn Store> =
@@ -241,12 +204,7 @@ async fn postgres_holds_only_ciphertext() {
         let _ = conn.close().await;
     };
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
-    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
-    let _ = admin.close().await;
+    let _ = db.drop_db().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

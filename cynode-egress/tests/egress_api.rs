@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::Backend;
+use common::{Backend, job_in, set_job_status};
 
 use std::{net::SocketAddr, sync::Arc};
 
 use chrono::Utc;
 use cynode_core::{
     JobId, TaskId, UserId,
-    model::{JobStatus, JobUpdate, NewJob, NewTask, NewUser},
+    model::{JobStatus, NewTask},
     store::{AccessAuditFilter, AccessRuleFilter, Store},
 };
 use cynode_egress::{
@@ -50,36 +50,6 @@ fn token_key() -> Secret {
     Secret::new(base64::engine::general_purpose::STANDARD.encode([42u8; 32]))
 }
 
-/// A job of `task` in `status`, as the dispatcher leaves it (created queued, then
-/// moved on).
-async fn job_in(store: &Arc<dyn Store>, task: TaskId, status: JobStatus) -> JobId {
-    let job = store
-        .create_job(NewJob {
-            id: JobId::new(),
-            task_id: task,
-            payload: json!({}),
-        })
-        .await
-        .unwrap();
-    if status != JobStatus::Queued {
-        set_job_status(store, job.id, status).await;
-    }
-    job.id
-}
-
-async fn set_job_status(store: &Arc<dyn Store>, job: JobId, status: JobStatus) {
-    store
-        .update_job(
-            job,
-            JobUpdate {
-                status: Some(status),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-}
-
 async fn serve(app: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -102,21 +72,7 @@ async fn policy_env(backend: Backend, rules: &[&str], with_credentials: bool) ->
         .echo_auth(true)
         .start()
         .await;
-    let user = store
-        .create_user(NewUser {
-            handle: "alice".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            created_by: Some(user.id),
-            name: "t1".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (user, task) = common::user_with_task(store.as_ref(), "alice", "t1").await;
     for rule in rules {
         let (effect, pattern) = rule.split_once(' ').unwrap();
         let effect = if effect == "allow" {
@@ -163,7 +119,7 @@ async fn policy_env(backend: Backend, rules: &[&str], with_credentials: bool) ->
     assert_eq!(state.mode_name(), "policy");
     let addr = serve(router(state)).await;
     // The job holding the tokens runs (the dispatcher marks it before the node starts).
-    let job = job_in(&store, task.id, JobStatus::Running).await;
+    let job = job_in(store.as_ref(), task.id, JobStatus::Running).await;
     Some(Env {
         url: format!("http://{addr}"),
         store,
@@ -372,7 +328,7 @@ async fn callers_without_a_valid_job_token_are_refused(backend: Backend) {
         })
         .await
         .unwrap();
-    let other_job = job_in(&env.store, other_task.id, JobStatus::Running).await;
+    let other_job = job_in(env.store.as_ref(), other_task.id, JobStatus::Running).await;
     let wrong = env.token_for(other_task.id, other_job, chrono::Duration::minutes(5));
     let (status, text) = env.call(Some(&wrong), body.clone()).await;
     assert_eq!(status, 403);
@@ -743,13 +699,13 @@ async fn a_job_token_is_refused_once_its_job_is_no_longer_running(backend: Backe
     let body = env.chat_body("openai");
 
     for end in [JobStatus::Completed, JobStatus::Failed, JobStatus::Canceled] {
-        let job = job_in(&env.store, env.task, JobStatus::Running).await;
+        let job = job_in(env.store.as_ref(), env.task, JobStatus::Running).await;
         let token = env.token_for(env.task, job, chrono::Duration::minutes(10));
         let (status, text) = env.call(Some(&token), body.clone()).await;
         assert_eq!(status, 200, "while the job runs: {text}");
         let served = env.upstream_requests();
 
-        set_job_status(&env.store, job, end).await;
+        set_job_status(env.store.as_ref(), job, end).await;
         let (status, text) = env.call(Some(&token), body.clone()).await;
         assert_eq!(status, 401, "after the job ended {end:?}: {text}");
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), unauthorized);
@@ -762,8 +718,8 @@ async fn a_job_token_is_refused_once_its_job_is_no_longer_running(backend: Backe
 
     // Not running for other reasons: still queued (dispatched again after a retry),
     // lease expired, unknown to the store, or a job of another task.
-    let queued = job_in(&env.store, env.task, JobStatus::Queued).await;
-    let lost = job_in(&env.store, env.task, JobStatus::LeaseExpired).await;
+    let queued = job_in(env.store.as_ref(), env.task, JobStatus::Queued).await;
+    let lost = job_in(env.store.as_ref(), env.task, JobStatus::LeaseExpired).await;
     let other_task = env
         .store
         .create_task(NewTask {
@@ -773,7 +729,7 @@ async fn a_job_token_is_refused_once_its_job_is_no_longer_running(backend: Backe
         })
         .await
         .unwrap();
-    let foreign = job_in(&env.store, other_task.id, JobStatus::Running).await;
+    let foreign = job_in(env.store.as_ref(), other_task.id, JobStatus::Running).await;
     for (what, job) in [
         ("queued", queued),
         ("lease expired", lost),
@@ -817,21 +773,7 @@ async fn a_failing_database_denies_with_the_contract_reason() {
             .unwrap(),
     );
     let store: Arc<dyn Store> = sqlite.clone();
-    let user = store
-        .create_user(NewUser {
-            handle: "frank".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            created_by: Some(user.id),
-            name: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (user, task) = common::user_with_task(store.as_ref(), "frank", "t").await;
     store
         .create_access_rule(api_call_rule(
             user.id.as_uuid(),

@@ -6,17 +6,15 @@
 //!
 //! One test per binary: it installs the process-wide subscriber.
 
+mod common;
+
 use std::{
     io::Write,
     sync::{Arc, Mutex},
 };
 
 use chrono::Utc;
-use cynode_core::{
-    JobId,
-    model::{NewTask, NewUser},
-    store::{MemoryStore, Store},
-};
+use cynode_core::store::{MemoryStore, Store};
 use cynode_egress::{
     CredentialCipher, Secret,
     api::{
@@ -62,21 +60,7 @@ async fn keys_never_reach_log_output() {
         .start()
         .await;
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let user = store
-        .create_user(NewUser {
-            handle: "bob".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let task = store
-        .create_task(NewTask {
-            created_by: Some(user.id),
-            name: "t".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let (user, task) = common::user_with_task(store.as_ref(), "bob", "t").await;
     store
         .create_access_rule(api_call_rule(user.id.as_uuid(), "openai/*", Effect::Allow))
         .await
@@ -115,29 +99,17 @@ async fn keys_never_reach_log_output() {
     let app = router(EgressState::policy(&config, deps).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     // The token's job runs (the egress service accepts job tokens only then).
-    let job = store
-        .create_job(cynode_core::model::NewJob {
-            id: JobId::new(),
-            task_id: task.id,
-            payload: json!({}),
-        })
-        .await
-        .unwrap();
-    store
-        .update_job(
-            job.id,
-            cynode_core::model::JobUpdate {
-                status: Some(cynode_core::model::JobStatus::Running),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let job = common::job_in(
+        store.as_ref(),
+        task.id,
+        cynode_core::model::JobStatus::Running,
+    )
+    .await;
     let token = JobTokenKey::from_base64(&Secret::new(key_b64))
         .unwrap()
         .issue(&JobClaims::new(
             task.id,
-            job.id,
+            job,
             Utc::now(),
             chrono::Duration::minutes(5),
         ));

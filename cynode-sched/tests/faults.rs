@@ -7,7 +7,6 @@
 //! [`child_entry`]).
 
 mod common;
-mod pg;
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -17,6 +16,7 @@ use std::time::Duration;
 
 use common::eventually;
 use cynode_sched::*;
+use cynode_testkit::env::TestDatabase;
 use rand::Rng;
 use serde_json::json;
 use sqlx::Connection;
@@ -213,7 +213,7 @@ fn child_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_never_run_one_job_twice_at_once() {
-    let Some(db) = pg::TestDb::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let a = queue(&db.url).await;
@@ -270,12 +270,12 @@ async fn two_replicas_never_run_one_job_twice_at_once() {
         "both replicas took work: {sa:?} {sb:?}"
     );
     assert_eq!(ledger(&db.url).await, (n as i64, n as i64));
-    db.drop_db().await;
+    let _ = db.drop_db().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_leads_to_exactly_one_rerun_after_lease_expiry() {
-    let Some(db) = pg::TestDb::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let q = queue(&db.url).await;
@@ -329,7 +329,7 @@ async fn a_killed_holder_leads_to_exactly_one_rerun_after_lease_expiry() {
     );
     assert_eq!(reruns.load(Ordering::SeqCst), 1);
     assert_eq!(ledger(&db.url).await, (1, 1));
-    db.drop_db().await;
+    let _ = db.drop_db().await;
 }
 
 /// A private PostgreSQL server (so restarting it disturbs no other test).
@@ -459,7 +459,7 @@ fn nix_is_root() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_crash_restart_loses_no_acknowledged_job() {
-    if common::service_env("CYNODE_TEST_PG_URL").is_none() {
+    if cynode_testkit::service_var("CYNODE_TEST_PG_URL").is_none() {
         return;
     }
     let Some(server) = PrivatePg::start() else {
@@ -574,7 +574,7 @@ fn flag() -> Arc<std::sync::atomic::AtomicBool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_two_replicas_eight_consumers_random_kills_each_done_once() {
-    let Some(db) = pg::TestDb::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let q = queue(&db.url).await;
@@ -643,5 +643,5 @@ async fn ten_thousand_jobs_two_replicas_eight_consumers_random_kills_each_done_o
     let ran = executions(&db.url).await;
     assert!(ran >= n as i64);
     eprintln!("10k: {kills} kills, {ran} handler executions for {n} jobs (at-least-once delivery)");
-    db.drop_db().await;
+    let _ = db.drop_db().await;
 }

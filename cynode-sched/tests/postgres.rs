@@ -2,7 +2,6 @@
 //! test in its own fresh database.
 
 mod common;
-mod pg;
 mod worker_cases;
 
 use std::future::Future;
@@ -11,9 +10,10 @@ use std::sync::Arc;
 
 use common::Q;
 use cynode_sched::{PgQueue, PgQueueConfig, QueueStore};
+use cynode_testkit::env::TestDatabase;
 
 async fn make() -> Option<(Q, Pin<Box<dyn Future<Output = ()> + Send>>)> {
-    let db = pg::TestDb::create().await?;
+    let db = TestDatabase::create().await?;
     let q = PgQueue::connect(&PgQueueConfig::new(db.url.clone()))
         .await
         .unwrap();
@@ -22,7 +22,7 @@ async fn make() -> Option<(Q, Pin<Box<dyn Future<Output = ()> + Send>>)> {
         Arc::new(q) as Q,
         Box::pin(async move {
             q2.close().await;
-            db.drop_db().await;
+            let _ = db.drop_db().await;
         }),
     ))
 }
@@ -32,7 +32,7 @@ worker_suite!(make());
 
 #[tokio::test]
 async fn schema_too_new_is_refused_and_tables_share_a_database() {
-    let Some(db) = pg::TestDb::create().await else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
     let q = PgQueue::connect(&PgQueueConfig::new(db.url.clone()))
@@ -66,7 +66,7 @@ async fn schema_too_new_is_refused_and_tables_share_a_database() {
         other => panic!("expected SchemaTooNew, got {other:?}"),
     }
     q.close().await;
-    db.drop_db().await;
+    let _ = db.drop_db().await;
 }
 
 #[tokio::test]

@@ -251,69 +251,7 @@ macro_rules! on_stores {
 }
 
 /// PostgreSQL 18 + pgvector (`CYNODE_TEST_PG_URL`): a fresh database per test.
-mod pg {
-    use std::future::Future;
-    use std::sync::Arc;
-
-    use cynode_core::store::{PgStore, Store};
-    use sqlx::{Connection, PgConnection};
-
-    fn with_database(url: &str, db: &str) -> String {
-        let (base, query) = match url.split_once('?') {
-            Some((b, q)) => (b, Some(q)),
-            None => (url, None),
-        };
-        let scheme_end = base.find("://").map_or(0, |i| i + 3);
-        let host = match base[scheme_end..].find('/') {
-            Some(i) => &base[..scheme_end + i],
-            None => base,
-        };
-        match query {
-            Some(q) => format!("{host}/{db}?{q}"),
-            None => format!("{host}/{db}"),
-        }
-    }
-
-    pub async fn on_fresh_database<F, Fut>(case: F)
-    where
-        F: FnOnce(Arc<dyn Store>) -> Fut,
-        Fut: Future<Output = ()>,
-    {
-        let admin_url = match std::env::var("CYNODE_TEST_PG_URL") {
-            Ok(v) if !v.trim().is_empty() => v,
-            _ => {
-                assert!(
-                    std::env::var("CYNODE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                    "CYNODE_TEST_PG_URL is not set, but CYNODE_REQUIRE_SERVICES=1 requires it"
-                );
-                eprintln!("skipped: CYNODE_TEST_PG_URL not set");
-                return;
-            }
-        };
-        let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to CYNODE_TEST_PG_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        let store = Arc::new(
-            PgStore::connect(&with_database(&admin_url, &name), 5)
-                .await
-                .expect("connect store"),
-        );
-        case(store.clone()).await;
-        store.close().await;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await
-        .expect("drop database");
-        admin.close().await.ok();
-    }
-}
+use common::pg;
 
 on_stores!(
     models_list_the_pm_and_the_inference_model,

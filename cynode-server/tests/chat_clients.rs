@@ -21,17 +21,7 @@ use serde_json::json;
 const REPLY: &str = "Hello from the mock upstream, in several words.";
 
 fn python() -> Option<String> {
-    match std::env::var("CYNODE_TEST_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ => {
-            assert!(
-                std::env::var("CYNODE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "CYNODE_TEST_PYTHON is required (CYNODE_REQUIRE_SERVICES=1)"
-            );
-            eprintln!("skipped: CYNODE_TEST_PYTHON not set");
-            None
-        }
-    }
+    cynode_testkit::service_var("CYNODE_TEST_PYTHON")
 }
 
 struct Served {

@@ -3,7 +3,6 @@
 //! PostgreSQL via `CYNODE_TEST_PG_URL`), JWT expired/forged/user-token cases, and the
 //! typed `ControlPlaneClient` against the router on a real 127.0.0.1 socket.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use axum::http::{Method, Request, StatusCode, header};
 use cynode_core::NodeId;
 use cynode_core::auth::{JwtKey, JwtKeys, issue_access_token, issue_node_token};
 use cynode_core::model::NodeStatus;
-use cynode_core::store::{PgStore, SqliteStore, Store};
+use cynode_core::store::{SqliteStore, Store};
 use cynode_server::control_plane::{
     ControlPlaneConfig, ControlPlaneState, NOT_READY_NO_INFERENCE, NOT_READY_PMA,
     is_dispatchable_at, router,
@@ -20,8 +19,10 @@ use cynode_server::control_plane::{
 use cynode_server::gateway::ManualClock;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection};
 use tower::ServiceExt;
+
+#[path = "common/pg.rs"]
+mod pg;
 
 const PSK: &str = "test-psk-0123456789";
 const SECRET: &str = "test jwt secret for the control plane";
@@ -1056,7 +1057,7 @@ macro_rules! cases {
             $(
                 #[tokio::test]
                 async fn $case() {
-                    super::on_fresh_database(super::$case).await
+                    super::pg::on_fresh_database(super::$case).await
                 }
             )*
         }
@@ -1184,67 +1185,4 @@ async fn client_against_real_socket() {
     let err = cp.report_capability(&jwt, &rep).await.expect_err("down");
     assert!(matches!(err, NodeClientError::Transport(_)), "{err}");
     assert!(err.is_retryable());
-}
-
-// ------------------------------------------------------------------ PostgreSQL
-
-fn service_var(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("{name} is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: {name} not set");
-            None
-        }
-    }
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host}/{db}?{q}"),
-        None => format!("{host}/{db}"),
-    }
-}
-
-async fn on_fresh_database<F, Fut>(case: F)
-where
-    F: FnOnce(Arc<dyn Store>) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let Some(admin_url) = service_var("CYNODE_TEST_PG_URL") else {
-        return;
-    };
-    let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to CYNODE_TEST_PG_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let store = Arc::new(
-        PgStore::connect(&with_database(&admin_url, &name), 5)
-            .await
-            .expect("connect store"),
-    );
-    case(store.clone()).await;
-    store.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop database");
-    admin.close().await.ok();
 }

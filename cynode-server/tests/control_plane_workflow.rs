@@ -12,13 +12,16 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use cynode_core::TaskId;
 use cynode_core::model::{NewProject, NewTask, TaskStatus};
-use cynode_core::store::{PgStore, SqliteStore, Store};
+use cynode_core::store::{SqliteStore, Store};
 use cynode_server::control_plane::{ControlPlaneConfig, ControlPlaneState, router};
 use cynode_server::gateway::ManualClock;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tower::ServiceExt;
+
+#[path = "common/pg.rs"]
+mod pg;
 
 /// Writes plan rows the storage traits do not expose.
 #[async_trait]
@@ -524,62 +527,18 @@ where
     store.close().await;
 }
 
-fn service_var(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("{name} is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: {name} not set");
-            None
-        }
-    }
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host}/{db}?{q}"),
-        None => format!("{host}/{db}"),
-    }
-}
-
 async fn on_postgres<F, Fut>(case: F)
 where
     F: FnOnce(Arc<dyn Store>, Arc<dyn Plans>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(admin_url) = service_var("CYNODE_TEST_PG_URL") else {
+    let Some(db) = pg::TestDatabase::create().await else {
         return;
     };
-    let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to CYNODE_TEST_PG_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let url = with_database(&admin_url, &name);
-    let store = Arc::new(PgStore::connect(&url, 5).await.expect("connect store"));
-    case(store.clone(), Arc::new(PgPlans(url))).await;
+    let store = pg::store(&db).await;
+    case(store.clone(), Arc::new(PgPlans(db.url.clone()))).await;
     store.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop database");
-    admin.close().await.ok();
+    pg::drop(db).await;
 }
 
 macro_rules! cases {

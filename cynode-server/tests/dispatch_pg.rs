@@ -3,98 +3,30 @@
 //! and a replica killed mid-run whose jobs are taken over and complete once.
 
 mod dispatch_support;
+#[path = "common/pg.rs"]
+mod pg;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cynode_core::model::JobStatus;
-use cynode_core::store::{PgStore, Store};
+use cynode_core::store::Store;
 use cynode_sched::{PgQueue, PgQueueConfig, QueueStore};
 use cynode_server::dispatch::{DispatchConfig, Dispatcher};
 use cynode_server::gateway::TaskDispatcher;
 use dispatch_support::*;
-use sqlx::{Connection, PgConnection};
+use pg::TestDatabase;
 
 const TOKEN: &str = "worker-token-pg";
 
-fn service_var(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("{name} is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: {name} not set");
-            None
-        }
-    }
-}
-
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host}/{db}?{q}"),
-        None => format!("{host}/{db}"),
-    }
-}
-
-/// A fresh database; dropped when the value is.
-struct Db {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Db {
-    async fn create() -> Option<Db> {
-        let admin_url = service_var("CYNODE_TEST_PG_URL")?;
-        let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url)
-            .await
-            .expect("connect to CYNODE_TEST_PG_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        admin.close().await.ok();
-        let url = with_database(&admin_url, &name);
-        Some(Db {
-            admin_url,
-            name,
-            url,
-        })
-    }
-
-    /// One replica's view: its own pools for the core store and the queue.
-    async fn replica(&self) -> (Arc<dyn Store>, Arc<dyn QueueStore>) {
-        let store = PgStore::connect(&self.url, 5).await.expect("connect store");
-        let queue = PgQueue::connect(&PgQueueConfig::new(self.url.clone()))
-            .await
-            .expect("connect queue");
-        (Arc::new(store), Arc::new(queue))
-    }
-
-    async fn drop_db(self) {
-        let mut admin = PgConnection::connect(&self.admin_url)
-            .await
-            .expect("connect admin");
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut admin)
+/// One replica's view of a fresh database: its own pools for the core store and the
+/// queue.
+async fn replica(db: &TestDatabase) -> (Arc<dyn Store>, Arc<dyn QueueStore>) {
+    let store = pg::store(db).await;
+    let queue = PgQueue::connect(&PgQueueConfig::new(db.url.clone()))
         .await
-        .expect("drop database");
-        admin.close().await.ok();
-    }
+        .expect("connect queue");
+    (store, Arc::new(queue))
 }
 
 fn config() -> DispatchConfig {
@@ -107,8 +39,10 @@ fn config() -> DispatchConfig {
 
 #[tokio::test]
 async fn a_task_runs_end_to_end_on_postgres() {
-    let Some(db) = Db::create().await else { return };
-    let (store, queue) = db.replica().await;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (store, queue) = replica(&db).await;
     let w = FakeWorker::start(TOKEN).await;
     add_node(
         &store,
@@ -162,14 +96,16 @@ async fn a_task_runs_end_to_end_on_postgres() {
         store.get_job(j2.id).await.expect("job").status,
         JobStatus::Canceled
     );
-    db.drop_db().await;
+    pg::drop(db).await;
 }
 
 #[tokio::test]
 async fn two_replicas_share_jobs_and_a_killed_replica_loses_nothing() {
-    let Some(db) = Db::create().await else { return };
-    let (s1, q1) = db.replica().await;
-    let (s2, q2) = db.replica().await;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (s1, q1) = replica(&db).await;
+    let (s2, q2) = replica(&db).await;
     let w = FakeWorker::start(TOKEN).await;
     add_node(
         &s1,
@@ -237,5 +173,5 @@ async fn two_replicas_share_jobs_and_a_killed_replica_loses_nothing() {
     let a = h1.shutdown().await;
     let b = h2.shutdown().await;
     assert_eq!(a.completed + b.completed, 106, "{a:?} {b:?}");
-    db.drop_db().await;
+    pg::drop(db).await;
 }

@@ -19,6 +19,9 @@
 //! request is captured (method, path, headers, body) so a test can assert which headers
 //! and keys arrived, and failures (status codes, delays) can be injected.
 //!
+//! [`env`] holds the test environment contract: [`service_var`], and with feature `pg`
+//! [`env::TestDatabase`], a fresh PostgreSQL database per test.
+//!
 //! ```no_run
 //! # async fn demo() {
 //! let (addr, mock) = cynode_testkit::MockLlm::start().await;
@@ -32,6 +35,10 @@
 //! test Podman (environment check, trace capture, the `uds-http` job helper).
 
 pub mod podman;
+
+pub mod env;
+
+pub use env::{service_var, with_database};
 
 use std::{
     net::SocketAddr,

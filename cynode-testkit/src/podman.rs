@@ -26,21 +26,13 @@ pub struct PodmanEnv {
 }
 
 /// Reads [`PodmanEnv`]; `None` means "skip this test" (a note is printed). With
-/// `CYNODE_REQUIRE_SERVICES=1` a missing variable fails the test instead.
+/// `CYNODE_REQUIRE_SERVICES=1` a missing variable fails the test instead (see
+/// [`crate::service_var`]).
 pub fn podman_env() -> Option<PodmanEnv> {
-    let get = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
-    match (get("CYNODE_TEST_DOCKER_HOST"), get("CYNODE_TEST_IMAGE")) {
-        (Some(docker_host), Some(image)) => Some(PodmanEnv { docker_host, image }),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CYNODE_REQUIRE_SERVICES=1 but CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set"
-                );
-            }
-            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
-            None
-        }
-    }
+    Some(PodmanEnv {
+        docker_host: crate::service_var("CYNODE_TEST_DOCKER_HOST")?,
+        image: crate::service_var("CYNODE_TEST_IMAGE")?,
+    })
 }
 
 /// Everything the process logs, at every level, without colours (see

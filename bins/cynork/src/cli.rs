@@ -269,7 +269,7 @@ pub struct TaskCreateArgs {
     /// Attach a file reference (repeatable; at most 16, each ≤ 10 MiB).
     #[arg(short = 'a', long = "attach", visible_alias = "attachment")]
     pub attach: Vec<String>,
-    /// Project id (UUID).
+    /// Project id (UUID; default: the active project of `project set`).
     #[arg(long)]
     pub project_id: Option<String>,
     /// Input mode for -p/-t/-f text: prompt, script or commands.
@@ -303,7 +303,8 @@ pub struct ChatArgs {
     /// Send one message, print the reply and exit.
     #[arg(short, long)]
     pub message: Option<String>,
-    /// Project scope (sent as OpenAI-Project).
+    /// Project scope (sent as OpenAI-Project; default: the active project of
+    /// `project set`).
     #[arg(long)]
     pub project_id: Option<String>,
     /// Start a new conversation thread first.
@@ -573,8 +574,9 @@ pub enum ProjectCmd {
         #[command(flatten)]
         words: Words,
     },
-    /// Select the active project on the gateway.
-    #[command(after_help = "Example:\n  cynork project set 3f0c...")]
+    /// Make a project the default of `task create` and `chat` (saved in the config
+    /// file; `none` clears it).
+    #[command(after_help = "Examples:\n  cynork project set my-project\n  cynork project set none")]
     Set {
         /// Project id or slug (`none` clears).
         id: String,

@@ -24,6 +24,34 @@ pub struct ConfigFile {
     pub other: Mapping,
 }
 
+/// The config key of the active project (`project set`).
+const ACTIVE_PROJECT: &str = "active_project";
+
+impl ConfigFile {
+    /// The active project saved by `project set` (the default `--project-id` of
+    /// `task create` and `chat`), if any.
+    pub fn active_project(&self) -> Option<String> {
+        self.other
+            .get(ACTIVE_PROJECT)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+    }
+
+    /// Saves (`Some`) or clears (`None`) the active project.
+    pub fn set_active_project(&mut self, project: Option<&str>) {
+        match project {
+            Some(p) => {
+                self.other.insert(ACTIVE_PROJECT.into(), p.into());
+            }
+            None => {
+                self.other.remove(ACTIVE_PROJECT);
+            }
+        }
+    }
+}
+
 /// Where the config lives: `--config`, else `$XDG_CONFIG_HOME/cynork/config.yaml`, else
 /// `~/.config/cynork/config.yaml`; `None` when no home directory can be found.
 pub fn resolve_path(flag: Option<&Path>) -> Option<PathBuf> {
@@ -186,6 +214,23 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_active_project_is_kept_and_cleared() {
+        let mut cfg = parse("token: t\nextra: 5\n").expect("parse");
+        assert_eq!(cfg.active_project(), None);
+        cfg.set_active_project(Some("3f0c0000-0000-4000-8000-000000000001"));
+        let again = parse(&render(&cfg)).expect("reparse");
+        assert_eq!(
+            again.active_project().as_deref(),
+            Some("3f0c0000-0000-4000-8000-000000000001")
+        );
+        let mut cleared = again;
+        cleared.set_active_project(None);
+        let text = render(&cleared);
+        assert!(!text.contains("active_project"), "{text}");
+        assert!(text.contains("extra: 5"), "other keys stay: {text}");
+    }
 
     #[test]
     fn round_trip_keeps_known_and_unknown_keys() {

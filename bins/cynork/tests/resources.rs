@@ -257,8 +257,37 @@ fn projects_list_get_set() {
     let id = p["id"].as_str().expect("project id").to_string();
     let got = s.cynork(&cfg, &["project", "get", &id], None).ok().json();
     assert_eq!(got["id"], id.as_str());
-    let set = s.cynork(&cfg, &["project", "set", &id], None).ok().json();
-    assert_eq!(set["active_project"], json!(id));
+    // `project set` saves the active project (by id or slug) in the config file ...
+    let slug = p["slug"].as_str().expect("slug").to_string();
+    let set = s.cynork(&cfg, &["project", "set", &slug], None).ok();
+    assert_eq!(set.stdout.trim(), format!("active_project={id}"));
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    assert!(text.contains(&format!("active_project: {id}")), "{text}");
+    assert!(text.contains("token: "), "the tokens stay: {text}");
+    // ... which `task create` sends as its project: a saved project that no longer
+    // exists is refused by the gateway, so the saved value is what was sent ...
+    s.cynork(&cfg, &["task", "create", "-p", "y"], None).ok();
+    let gone = "00000000-0000-4000-8000-00000000beef";
+    std::fs::write(&cfg, text.replace(&id, gone)).expect("edit config");
+    s.cynork(&cfg, &["task", "create", "-p", "y"], None)
+        .fails(6, "Invalid project_id");
+    // ... and an explicit --project-id wins over it ...
+    s.cynork(
+        &cfg,
+        &["task", "create", "-p", "y", "--project-id", &id],
+        None,
+    )
+    .ok();
+    // ... until it is cleared.
+    let cleared = s
+        .cynork(&cfg, &["-o", "json", "project", "set", "none"], None)
+        .ok()
+        .json();
+    assert_eq!(cleared, json!({"active_project": null}));
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    assert!(!text.contains("active_project"), "{text}");
+    s.cynork(&cfg, &["project", "set", "no-such-project"], None)
+        .fails(4, "404 Not Found");
     s.cynork(
         &cfg,
         &["project", "get", "00000000-0000-4000-8000-000000000000"],

@@ -1,40 +1,63 @@
 //! Shared test support: the test-environment contract and fresh stores on every backend.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::sync::Arc;
 
+use cynode_core::model::{JobStatus, JobUpdate, NewJob, NewTask, NewUser, Task, User};
 use cynode_core::store::{MemoryStore, PgStore, SqliteStore, Store};
+use cynode_core::{JobId, TaskId};
 
-/// Reads a service variable of the test environment contract. Missing: fails when
-/// `CYNODE_REQUIRE_SERVICES=1`, else prints a skip note and gives `None`.
-pub fn service_var(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("{name} is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: {name} not set");
-            None
-        }
-    }
+pub use cynode_testkit::env::{TestDatabase, service_var};
+
+/// A user with `handle` and a task of theirs named `task`.
+pub async fn user_with_task(store: &dyn Store, handle: &str, task: &str) -> (User, Task) {
+    let user = store
+        .create_user(NewUser {
+            handle: handle.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create user");
+    let task = store
+        .create_task(NewTask {
+            created_by: Some(user.id),
+            name: task.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create task");
+    (user, task)
 }
 
-/// Replaces the database name in a PostgreSQL URL (keeping any `?options`).
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host}/{db}?{q}"),
-        None => format!("{host}/{db}"),
+/// A job of `task` in `status`, as the dispatcher leaves it (created `queued`, then
+/// moved on). The egress service accepts a job token only while its job is `running`.
+pub async fn job_in(store: &dyn Store, task: TaskId, status: JobStatus) -> JobId {
+    let job = store
+        .create_job(NewJob {
+            id: JobId::new(),
+            task_id: task,
+            payload: serde_json::json!({}),
+        })
+        .await
+        .expect("create job");
+    if status != JobStatus::Queued {
+        set_job_status(store, job.id, status).await;
     }
+    job.id
+}
+
+/// Moves a job to `status`.
+pub async fn set_job_status(store: &dyn Store, job: JobId, status: JobStatus) {
+    store
+        .update_job(
+            job,
+            JobUpdate {
+                status: Some(status),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update job");
 }
 
 /// Storage backend of a test.
@@ -52,7 +75,7 @@ pub enum Backend {
 /// directory; the PostgreSQL database, dropped even when the test panicked).
 pub struct StoreGuard {
     dir: Option<tempfile::TempDir>,
-    pg: Option<(String, String)>,
+    pg: Option<TestDatabase>,
 }
 
 impl StoreGuard {
@@ -63,13 +86,13 @@ impl StoreGuard {
 
     /// URL of the PostgreSQL test database, if any.
     pub fn pg_url(&self) -> Option<String> {
-        self.pg.as_ref().map(|(admin, db)| with_database(admin, db))
+        self.pg.as_ref().map(|db| db.url.clone())
     }
 }
 
 impl Drop for StoreGuard {
     fn drop(&mut self) {
-        let Some((admin_url, db)) = self.pg.take() else {
+        let Some(db) = self.pg.take() else {
             return;
         };
         // Its own thread and runtime: this may run inside (or after) a test runtime.
@@ -80,18 +103,7 @@ impl Drop for StoreGuard {
             else {
                 return;
             };
-            rt.block_on(async move {
-                use sqlx::Connection;
-                let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await else {
-                    return;
-                };
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await;
-                let _ = admin.close().await;
-            });
+            let _ = rt.block_on(db.drop_db());
         })
         .join();
     }
@@ -122,25 +134,15 @@ pub async fn open_store(backend: Backend) -> Option<(Arc<dyn Store>, StoreGuard)
             ))
         }
         Backend::Postgres => {
-            use sqlx::Connection;
-            let admin_url = service_var("CYNODE_TEST_PG_URL")?;
-            let db = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = sqlx::PgConnection::connect(&admin_url)
-                .await
-                .expect("connect to CYNODE_TEST_PG_URL");
-            // The name is generated from a UUID: safe to splice.
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-                .execute(&mut admin)
-                .await
-                .expect("create a test database");
-            let _ = admin.close().await;
-            let guard = StoreGuard {
-                dir: None,
-                pg: Some((admin_url, db)),
-            };
-            let url = guard.pg_url().expect("pg url");
-            let store = PgStore::connect(&url, 4).await.expect("open PgStore");
-            Some((Arc::new(store), guard))
+            let db = TestDatabase::create().await?;
+            let store = PgStore::connect(&db.url, 4).await.expect("open PgStore");
+            Some((
+                Arc::new(store),
+                StoreGuard {
+                    dir: None,
+                    pg: Some(db),
+                },
+            ))
         }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Test environment contract: `CYNODE_TEST_DOCKER_HOST` (engine socket URL) and
 //! `CYNODE_TEST_IMAGE` (busybox image with /bin/sh and the usual applets). When they are
-//! missing a test prints "skipped" and returns, unless `CYNODE_REQUIRE_SERVICES` is set,
-//! in which case it fails.
+//! missing a test prints "skipped" and returns, unless `CYNODE_REQUIRE_SERVICES=1`, in
+//! which case it fails.
 
 #![allow(dead_code)]
 
@@ -13,31 +13,11 @@ use cynode_sandbox::runtime::ContainerSummary;
 use cynode_sandbox::{DockerConfig, Driver, DriverConfig, ImagePolicy, PullPolicy, RunAs};
 
 /// Services the tests use.
-pub struct TestEnv {
-    pub docker_host: String,
-    pub image: String,
-}
+pub type TestEnv = cynode_testkit::podman::PodmanEnv;
 
 /// Reads the test environment; `None` means "skip this test".
 pub fn test_env() -> Option<TestEnv> {
-    let host = std::env::var("CYNODE_TEST_DOCKER_HOST")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let image = std::env::var("CYNODE_TEST_IMAGE")
-        .ok()
-        .filter(|s| !s.is_empty());
-    match (host, image) {
-        (Some(docker_host), Some(image)) => Some(TestEnv { docker_host, image }),
-        _ => {
-            if std::env::var_os("CYNODE_REQUIRE_SERVICES").is_some() {
-                panic!(
-                    "CYNODE_REQUIRE_SERVICES is set but CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not"
-                );
-            }
-            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
-            None
-        }
-    }
+    cynode_testkit::podman::podman_env()
 }
 
 /// `let env = require_env!();` — returns from the test when services are absent.

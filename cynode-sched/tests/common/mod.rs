@@ -33,22 +33,6 @@ where
     }
 }
 
-/// The value of a test environment variable, or `None` (after printing that the test
-/// is skipped) when it is unset; fails loudly when `CYNODE_REQUIRE_SERVICES=1`.
-pub fn service_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ => {
-            assert!(
-                std::env::var("CYNODE_REQUIRE_SERVICES").as_deref() != Ok("1"),
-                "{var} is not set but CYNODE_REQUIRE_SERVICES=1"
-            );
-            eprintln!("skipped: {var} not set");
-            None
-        }
-    }
-}
-
 pub fn claim(max: u32) -> Claim {
     Claim {
         queues: vec!["default".into()],

@@ -117,14 +117,14 @@ impl IntoResponse for CpError {
             tracing::debug!(status = self.status.as_u16(), detail = %self.detail, "control-plane request rejected");
         }
         let body = ProblemDetails {
-            type_: self.kind.unwrap_or_else(|| type_for(self.status)).into(),
+            kind: self.kind.unwrap_or_else(|| type_for(self.status)).into(),
             title: self
                 .status
                 .canonical_reason()
                 .unwrap_or("Error")
                 .to_string(),
             status: self.status.as_u16(),
-            detail: self.detail,
+            detail: (!self.detail.is_empty()).then_some(self.detail),
             instance: None,
         };
         let mut bytes = serde_json::to_vec(&body).unwrap_or_default();

@@ -17,12 +17,11 @@
 //! addition (the reference has none).
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use cynode_core::store::LeaseAcquire;
+use cynode_core::store::{LeaseAcquire, WorkflowLease};
 use cynode_core::{Error, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -104,15 +103,30 @@ fn check_token(st: &ControlPlaneState, headers: &HeaderMap) -> Result<(), CpErro
     }
 }
 
-async fn body_object(st: &ControlPlaneState, body: Body) -> Result<Value, CpError> {
-    let v = read_json(st, body).await.map_err(|e| match e.status() {
-        StatusCode::BAD_REQUEST => CpError::bad_request("invalid JSON body"),
-        _ => e,
-    })?;
-    if v.is_object() {
-        Ok(v)
-    } else {
-        Err(CpError::bad_request("invalid JSON body"))
+/// A workflow call: the runner token checked (when one is configured), the body read
+/// as a JSON object (`400 invalid JSON body` otherwise), the headers kept.
+struct Call {
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl FromRequest<ControlPlaneState> for Call {
+    type Rejection = CpError;
+
+    async fn from_request(req: Request, st: &ControlPlaneState) -> Result<Self, CpError> {
+        let (parts, body) = req.into_parts();
+        check_token(st, &parts.headers)?;
+        let v = read_json(st, body).await.map_err(|e| match e.status() {
+            StatusCode::BAD_REQUEST => CpError::bad_request("invalid JSON body"),
+            _ => e,
+        })?;
+        if !v.is_object() {
+            return Err(CpError::bad_request("invalid JSON body"));
+        }
+        Ok(Call {
+            headers: parts.headers,
+            body: v,
+        })
     }
 }
 
@@ -135,6 +149,25 @@ fn lease_id(s: &str) -> Result<uuid::Uuid, CpError> {
         .map_err(|_| CpError::bad_request("invalid lease_id"))
 }
 
+/// The body's `task_id`: `400 task_id required` / `invalid task_id`.
+fn required_task(v: &Value) -> Result<TaskId, CpError> {
+    task_id(str_field(v, "task_id")?.ok_or_else(|| CpError::bad_request("task_id required"))?)
+}
+
+/// The body's `lease_id`: `400 lease_id required` / `invalid lease_id`.
+fn required_lease(v: &Value) -> Result<uuid::Uuid, CpError> {
+    lease_id(str_field(v, "lease_id")?.ok_or_else(|| CpError::bad_request("lease_id required"))?)
+}
+
+/// A storage error of a call on one task: `404 task not found` when the task is
+/// missing, else `500` with `what`.
+fn task_error(what: &'static str) -> impl Fn(Error) -> CpError + Copy {
+    move |e| match e {
+        Error::NotFound { .. } => CpError::not_found("task not found").with_source(e),
+        e => CpError::storage(what, e),
+    }
+}
+
 fn ttl(v: &Value) -> Result<chrono::Duration, CpError> {
     let secs = match v.get("expires_in_sec") {
         None | Some(Value::Null) => DEFAULT_LEASE_SECS,
@@ -150,21 +183,23 @@ fn ttl(v: &Value) -> Result<chrono::Duration, CpError> {
     Ok(chrono::Duration::seconds(secs))
 }
 
-fn respond(r: Result<Response, CpError>) -> Response {
-    r.unwrap_or_else(IntoResponse::into_response)
+/// `200` with the lease in `status`.
+fn lease_answer(lease: &WorkflowLease, status: &str) -> Response {
+    json(
+        StatusCode::OK,
+        &LeaseResponse {
+            run_id: lease.lease_id.to_string(),
+            lease_id: lease.lease_id.to_string(),
+            status: status.into(),
+            expires_at: lease.expires_at,
+        },
+    )
 }
 
-async fn start(State(st): State<ControlPlaneState>, headers: HeaderMap, body: Body) -> Response {
-    respond(start_inner(&st, &headers, body).await)
-}
-
-async fn start_inner(
-    st: &ControlPlaneState,
-    headers: &HeaderMap,
-    body: Body,
+async fn start(
+    State(st): State<ControlPlaneState>,
+    Call { headers, body: v }: Call,
 ) -> Result<Response, CpError> {
-    check_token(st, headers)?;
-    let v = body_object(st, body).await?;
     let (Some(task), Some(holder)) = (str_field(&v, "task_id")?, str_field(&v, "holder_id")?)
     else {
         return Err(CpError::bad_request("task_id and holder_id required"));
@@ -178,12 +213,8 @@ async fn start_inner(
         .get(REQUESTED_BY_HEADER)
         .and_then(|h| h.to_str().ok())
         .is_some_and(|h| h.trim().eq_ignore_ascii_case("pma"));
-    const FAIL: &str = "failed to start workflow";
     let store = &st.inner.store;
-    let not_found = |e: Error| match e {
-        Error::NotFound { .. } => CpError::not_found("task not found").with_source(e),
-        e => CpError::storage(FAIL, e),
-    };
+    let not_found = task_error("failed to start workflow");
     store.get_task(task).await.map_err(not_found)?;
     if let Some(reason) = store
         .workflow_start_gate(task, pma)
@@ -205,34 +236,15 @@ async fn start_inner(
         }
     };
     tracing::info!(task_id = %task, holder_id = holder, lease_id = %lease.lease_id, status, pma_requested = pma, "workflow start");
-    Ok(json(
-        StatusCode::OK,
-        &LeaseResponse {
-            run_id: lease.lease_id.to_string(),
-            lease_id: lease.lease_id.to_string(),
-            status: status.into(),
-            expires_at: lease.expires_at,
-        },
-    ))
+    Ok(lease_answer(&lease, status))
 }
 
-async fn renew(State(st): State<ControlPlaneState>, headers: HeaderMap, body: Body) -> Response {
-    respond(renew_inner(&st, &headers, body).await)
-}
-
-async fn renew_inner(
-    st: &ControlPlaneState,
-    headers: &HeaderMap,
-    body: Body,
+async fn renew(
+    State(st): State<ControlPlaneState>,
+    Call { body: v, .. }: Call,
 ) -> Result<Response, CpError> {
-    check_token(st, headers)?;
-    let v = body_object(st, body).await?;
-    let task = task_id(
-        str_field(&v, "task_id")?.ok_or_else(|| CpError::bad_request("task_id required"))?,
-    )?;
-    let lease = lease_id(
-        str_field(&v, "lease_id")?.ok_or_else(|| CpError::bad_request("lease_id required"))?,
-    )?;
+    let task = required_task(&v)?;
+    let lease = required_lease(&v)?;
     let ttl = ttl(&v)?;
     let now = st.now();
     let renewed = st
@@ -240,39 +252,17 @@ async fn renew_inner(
         .store
         .renew_workflow_lease(task, lease, now + ttl, now)
         .await
-        .map_err(|e| match e {
-            Error::NotFound { .. } => CpError::not_found("task not found").with_source(e),
-            e => CpError::storage("failed to renew workflow lease", e),
-        })?
+        .map_err(task_error("failed to renew workflow lease"))?
         .ok_or_else(|| CpError::conflict("lease not held"))?;
-    Ok(json(
-        StatusCode::OK,
-        &LeaseResponse {
-            run_id: renewed.lease_id.to_string(),
-            lease_id: renewed.lease_id.to_string(),
-            status: "renewed".into(),
-            expires_at: renewed.expires_at,
-        },
-    ))
+    Ok(lease_answer(&renewed, "renewed"))
 }
 
-async fn release(State(st): State<ControlPlaneState>, headers: HeaderMap, body: Body) -> Response {
-    respond(release_inner(&st, &headers, body).await)
-}
-
-async fn release_inner(
-    st: &ControlPlaneState,
-    headers: &HeaderMap,
-    body: Body,
+async fn release(
+    State(st): State<ControlPlaneState>,
+    Call { body: v, .. }: Call,
 ) -> Result<Response, CpError> {
-    check_token(st, headers)?;
-    let v = body_object(st, body).await?;
-    let task = task_id(
-        str_field(&v, "task_id")?.ok_or_else(|| CpError::bad_request("task_id required"))?,
-    )?;
-    let lease = lease_id(
-        str_field(&v, "lease_id")?.ok_or_else(|| CpError::bad_request("lease_id required"))?,
-    )?;
+    let task = required_task(&v)?;
+    let lease = required_lease(&v)?;
     match st.inner.store.release_workflow_lease(task, lease).await {
         Ok(released) => {
             tracing::info!(task_id = %task, lease_id = %lease, released, "workflow release");
@@ -286,22 +276,9 @@ async fn release_inner(
 
 async fn checkpoint(
     State(st): State<ControlPlaneState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    respond(checkpoint_inner(&st, &headers, body).await)
-}
-
-async fn checkpoint_inner(
-    st: &ControlPlaneState,
-    headers: &HeaderMap,
-    body: Body,
+    Call { body: v, .. }: Call,
 ) -> Result<Response, CpError> {
-    check_token(st, headers)?;
-    let v = body_object(st, body).await?;
-    let task = task_id(
-        str_field(&v, "task_id")?.ok_or_else(|| CpError::bad_request("task_id required"))?,
-    )?;
+    let task = required_task(&v)?;
     // `state` is a string holding JSON text; an object is refused like the reference.
     let state = match str_field(&v, "state")? {
         None => None,
@@ -315,27 +292,15 @@ async fn checkpoint_inner(
         .store
         .put_workflow_checkpoint(task, state, last, st.now())
         .await
-        .map_err(|e| match e {
-            Error::NotFound { .. } => CpError::not_found("task not found").with_source(e),
-            e => CpError::storage("failed to write checkpoint", e),
-        })?;
+        .map_err(task_error("failed to write checkpoint"))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn resume(State(st): State<ControlPlaneState>, headers: HeaderMap, body: Body) -> Response {
-    respond(resume_inner(&st, &headers, body).await)
-}
-
-async fn resume_inner(
-    st: &ControlPlaneState,
-    headers: &HeaderMap,
-    body: Body,
+async fn resume(
+    State(st): State<ControlPlaneState>,
+    Call { body: v, .. }: Call,
 ) -> Result<Response, CpError> {
-    check_token(st, headers)?;
-    let v = body_object(st, body).await?;
-    let task = task_id(
-        str_field(&v, "task_id")?.ok_or_else(|| CpError::bad_request("task_id required"))?,
-    )?;
+    let task = required_task(&v)?;
     let none = || CpError::not_found("no checkpoint for task");
     let cp = match st.inner.store.get_workflow_checkpoint(task).await {
         Ok(Some(cp)) => cp,

@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::AuthUser;
 use super::error::{ApiError, ProblemDetails};
 use super::http::json;
-use super::listing::{Page, fmt_time, parse_time, require_admin};
+use super::listing::{Page, fmt_time, non_empty, parse_time, require_admin};
 use super::state::GatewayState;
 
 fn cursor_of(r: &AuditRecord) -> String {
@@ -140,10 +140,6 @@ fn event(r: &AuditRecord) -> Option<AuditEventResponse> {
         #[allow(unreachable_patterns)]
         _ => return None,
     })
-}
-
-fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Audit events, newest first (admin).

@@ -16,8 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cynode_core::auth::{self, TokenKind};
 use cynode_core::model::{AuditRecord, AuthAudit, NewRefreshSession, PasswordHash, User};
+use cynode_core::proto::v1::gateway::TokenResponse;
 use cynode_core::{AuditId, Error, UserId};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ProblemDetails};
@@ -103,19 +104,6 @@ pub struct LoginRequest {
 pub struct RefreshRequest {
     /// The refresh token from login or the last refresh.
     pub refresh_token: Option<String>,
-}
-
-/// A token pair (login and refresh).
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct TokenResponse {
-    /// Access token (JWT; treat as opaque).
-    pub access_token: String,
-    /// Refresh token (JWT; treat as opaque).
-    pub refresh_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Access-token lifetime in seconds.
-    pub expires_in: u64,
 }
 
 // ---------------------------------------------------------------- audit

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::AuthUser;
 use super::error::{ApiError, ProblemDetails};
 use super::http::json;
-use super::listing::{Page, fmt_time, is_admin};
+use super::listing::{Page, fmt_time, is_admin, non_empty};
 use super::state::GatewayState;
 
 /// A credential's metadata.
@@ -90,10 +90,6 @@ fn response(c: &ApiCredential, now: cynode_core::model::Timestamp) -> Credential
         created_at: fmt_time(c.created_at),
         updated_at: fmt_time(c.updated_at),
     }
-}
-
-fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// Credentials of one owner (metadata only).

@@ -4,26 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
-
-/// An RFC 9457 Problem Details body as the API contract fixes it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
-pub struct ProblemDetails {
-    /// Error type URI (fixed per status).
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// Short title (fixed per status).
-    pub title: String,
-    /// The HTTP status code.
-    pub status: u16,
-    /// What went wrong, in words clients print; omitted when empty.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub detail: String,
-    /// Reserved; never populated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance: Option<String>,
-}
+pub use cynode_core::proto::v1::gateway::ProblemDetails;
 
 /// The fixed `type` and `title` of a status.
 pub(crate) fn type_and_title(status: StatusCode) -> (&'static str, &'static str) {
@@ -43,12 +24,12 @@ pub(crate) fn type_and_title(status: StatusCode) -> (&'static str, &'static str)
 
 /// Builds a Problem Details response.
 pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
-    let (type_, title) = type_and_title(status);
+    let (kind, title) = type_and_title(status);
     let body = ProblemDetails {
-        type_: type_.into(),
+        kind: kind.into(),
         title: title.into(),
         status: status.as_u16(),
-        detail: detail.into(),
+        detail: (!detail.is_empty()).then(|| detail.into()),
         instance: None,
     };
     let mut bytes = serde_json::to_vec(&body).unwrap_or_default();

@@ -1,8 +1,12 @@
 //! Helpers shared by the resource routes (skills, preferences, settings, nodes,
-//! credentials, audit, projects): paging, the admin check, time formatting and the
-//! decoding of JSON values sent either raw or as JSON text.
+//! credentials, audit, projects): paging, the admin check, time formatting, the
+//! decoding of JSON values sent either raw or as JSON text, and the parts the
+//! versioned key/value writes (preferences, settings) have in common.
 
+use axum::http::StatusCode;
+use cynode_core::Error;
 use cynode_core::model::{Timestamp, json_type_name};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::auth::AuthUser;
@@ -121,6 +125,58 @@ pub(crate) fn decode_value(value: Value, value_type: Option<&str>) -> Result<Val
     }
 }
 
+/// A trimmed, non-empty string parameter; blank counts as absent.
+pub(crate) fn non_empty(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `deserialize_with` for a body `value` that may be any JSON, `null` included: a
+/// present field is `Some` (even `Some(null)`), a missing one stays `None` (with
+/// `#[serde(default)]`).
+pub(crate) fn some_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// The key and the decoded value of a versioned key/value write: `400` `key required`,
+/// `value required`, or what [`decode_value`] says.
+pub(crate) fn key_and_value(
+    key: Option<&str>,
+    value: Option<Value>,
+    value_type: Option<&str>,
+) -> Result<(String, Value), ApiError> {
+    let key = non_empty(key)
+        .ok_or_else(|| ApiError::bad_request("key required"))?
+        .to_string();
+    let value = value.ok_or_else(|| ApiError::bad_request("value required"))?;
+    let value = decode_value(value, non_empty(value_type))?;
+    Ok((key, value))
+}
+
+/// An `expected_version` query parameter: absent or blank is `None`, else an `i32` or
+/// `400` `invalid expected_version`.
+pub(crate) fn parse_expected_version(s: Option<&str>) -> Result<Option<i32>, ApiError> {
+    non_empty(s)
+        .map(|s| {
+            s.parse::<i32>()
+                .map_err(|_| ApiError::bad_request("invalid expected_version"))
+        })
+        .transpose()
+}
+
+/// Maps a storage error of a versioned key/value write: `404` with `not_found`,
+/// `409` `version conflict`, `400` with the store's message, else `500` with `what`.
+pub(crate) fn versioned_store_error(
+    not_found: &'static str,
+    what: &'static str,
+) -> impl FnOnce(Error) -> ApiError {
+    move |e| match e {
+        Error::NotFound { .. } => ApiError::not_found(not_found),
+        Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "version conflict"),
+        Error::InvalidInput(msg) => ApiError::bad_request(msg),
+        e => ApiError::storage(what, e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +230,35 @@ mod tests {
         assert_eq!(ok(json!(null), None), json!(null));
         assert!(decode_value(json!("abc"), Some("number")).is_err());
         assert!(decode_value(json!(1), Some("integer")).is_err());
+    }
+
+    #[test]
+    fn versioned_writes_check_key_value_and_expected_version() {
+        let detail = |r: Result<(String, Value), ApiError>| r.err().map(|e| e.detail().to_string());
+        assert_eq!(
+            key_and_value(Some(" k "), Some(json!("1")), None).ok(),
+            Some(("k".to_string(), json!(1)))
+        );
+        assert_eq!(
+            detail(key_and_value(Some(" "), Some(json!(1)), None)).as_deref(),
+            Some("key required")
+        );
+        assert_eq!(
+            detail(key_and_value(Some("k"), None, None)).as_deref(),
+            Some("value required")
+        );
+        assert_eq!(
+            key_and_value(Some("k"), Some(Value::Null), None).ok(),
+            Some(("k".to_string(), Value::Null))
+        );
+        assert_eq!(parse_expected_version(None).ok(), Some(None));
+        assert_eq!(parse_expected_version(Some(" ")).ok(), Some(None));
+        assert_eq!(parse_expected_version(Some("3")).ok(), Some(Some(3)));
+        assert_eq!(
+            parse_expected_version(Some("x"))
+                .err()
+                .map(|e| e.detail().to_string()),
+            Some("invalid expected_version".to_string())
+        );
     }
 }

@@ -71,7 +71,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::{AuthUser, LoginRequest, RefreshRequest, TokenResponse};
+pub use auth::{AuthUser, LoginRequest, RefreshRequest};
 pub use chat::threads::{
     AppendMessageRequest, CreateThreadRequest, CreateThreadResponse, MessageListResponse,
     MessageResponse, ThreadListResponse, ThreadResponse,
@@ -82,6 +82,7 @@ pub use chat::{
     Redactor, StreamRedactor,
 };
 pub use config::{GatewayConfig, LoginRateLimit};
+pub use cynode_core::proto::v1::gateway::TokenResponse;
 pub use error::{ApiError, ProblemDetails};
 pub use http::{RequestId, X_REQUEST_ID};
 pub use models::{ModelList, ModelObject};
@@ -90,11 +91,7 @@ pub use state::{
     Clock, GatewayState, GatewayStateBuilder, ManualClock, QueueOnlyDispatcher, ReadinessCheck,
     SystemClock, TaskDispatcher,
 };
-pub use tasks::{
-    CancelTaskResponse, CreateTaskRequest, JobResultResponse, TaskListResponse, TaskLogsResponse,
-    TaskResponse, TaskResultResponse,
-};
-pub use users::UserResponse;
+pub use tasks::{CreateTaskRequest, TaskListResponse, TaskResponse};
 
 pub use audit::{AuditEventResponse, AuditListResponse};
 pub use creds::{CredentialListResponse, CredentialResponse};
@@ -108,10 +105,7 @@ pub use settings::{
     SettingDeleteResponse, SettingListResponse, SettingResponse, SettingSetResponse,
     SettingWriteRequest,
 };
-pub use skills::{
-    DEFAULT_SKILL_CONTENT, PolicyViolation, SkillListResponse, SkillMeta, SkillRequest,
-    SkillResponse, ensure_default_skill, scan_skill_content,
-};
+pub use skills::{DEFAULT_SKILL_CONTENT, SkillRequest, ensure_default_skill, scan_skill_content};
 
 /// Path the OpenAPI document is served at.
 pub const OPENAPI_PATH: &str = "/openapi.json";

@@ -28,14 +28,17 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use cynode_core::model::{PreferenceEntry, Scope, json_type_name};
 use cynode_core::{Error, ProjectId, TaskId, UserId};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AuthUser;
 use super::error::{ApiError, ProblemDetails};
 use super::http::{json, read_body};
-use super::listing::{Page, decode_value, fmt_time, is_admin, require_admin};
+use super::listing::{
+    Page, fmt_time, is_admin, key_and_value, non_empty, parse_expected_version, require_admin,
+    some_value, versioned_store_error,
+};
 use super::projects::accessible_project;
 use super::state::GatewayState;
 
@@ -146,10 +149,6 @@ pub struct PrefsQuery {
     pub reason: Option<String>,
 }
 
-fn some_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
 /// `POST /v1/prefs` body.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(default)]
@@ -203,10 +202,6 @@ pub struct EffectiveQuery {
 }
 
 // ---------------------------------------------------------------- helpers
-
-fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
-}
 
 pub(crate) fn entry_response(e: &PreferenceEntry) -> PreferenceResponse {
     PreferenceResponse {
@@ -297,12 +292,7 @@ async fn task_of(
 }
 
 fn store_error(what: &'static str) -> impl FnOnce(Error) -> ApiError {
-    move |e| match e {
-        Error::NotFound { .. } => ApiError::not_found("Preference not found"),
-        Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "version conflict"),
-        Error::InvalidInput(msg) => ApiError::bad_request(msg),
-        e => ApiError::storage(what, e),
-    }
+    versioned_store_error("Preference not found", what)
 }
 
 // ---------------------------------------------------------------- handlers
@@ -367,13 +357,7 @@ pub(crate) async fn set_pref(
     let bytes = read_body(req.into_body(), st.inner.config.max_body_bytes).await?;
     let body: PreferenceWriteRequest = super::http::decode(&bytes)?;
     let scope = parse_scope(&user, body.scope_type.as_deref(), body.scope_id.as_deref())?;
-    let key = non_empty(body.key.as_deref())
-        .ok_or_else(|| ApiError::bad_request("key required"))?
-        .to_string();
-    let value = body
-        .value
-        .ok_or_else(|| ApiError::bad_request("value required"))?;
-    let value = decode_value(value, non_empty(body.value_type.as_deref()))?;
+    let (key, value) = key_and_value(body.key.as_deref(), body.value, body.value_type.as_deref())?;
     authorize(&st, &user, scope, true).await?;
     let entry = st
         .inner
@@ -431,16 +415,9 @@ pub(crate) async fn delete_pref(
     let key = non_empty(body.key.as_deref().or(q.key.as_deref()))
         .ok_or_else(|| ApiError::bad_request("key required"))?
         .to_string();
-    let expected = match (
-        body.expected_version,
-        non_empty(q.expected_version.as_deref()),
-    ) {
-        (Some(v), _) => Some(v),
-        (None, Some(s)) => Some(
-            s.parse::<i32>()
-                .map_err(|_| ApiError::bad_request("invalid expected_version"))?,
-        ),
-        (None, None) => None,
+    let expected = match body.expected_version {
+        Some(v) => Some(v),
+        None => parse_expected_version(q.expected_version.as_deref())?,
     };
     authorize(&st, &user, scope, true).await?;
     st.inner

@@ -6,16 +6,18 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use cynode_core::Error;
 use cynode_core::store::SystemSetting;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AuthUser;
 use super::error::{ApiError, ProblemDetails};
 use super::http::{json, read_body};
-use super::listing::{Page, decode_value, fmt_time, require_admin};
+use super::listing::{
+    Page, fmt_time, key_and_value, non_empty, parse_expected_version, require_admin, some_value,
+    versioned_store_error,
+};
 use super::state::GatewayState;
 
 /// One setting.
@@ -82,10 +84,6 @@ pub struct SettingsQuery {
     pub cursor: Option<String>,
 }
 
-fn some_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    Value::deserialize(d).map(Some)
-}
-
 /// `POST /v1/settings` body.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(default)]
@@ -115,17 +113,8 @@ fn response(s: &SystemSetting) -> SettingResponse {
     }
 }
 
-fn non_empty(s: Option<&str>) -> Option<&str> {
-    s.map(str::trim).filter(|s| !s.is_empty())
-}
-
-fn store_error(what: &'static str) -> impl FnOnce(Error) -> ApiError {
-    move |e| match e {
-        Error::NotFound { .. } => ApiError::not_found("Setting not found"),
-        Error::Conflict(_) => ApiError::new(StatusCode::CONFLICT, "version conflict"),
-        Error::InvalidInput(msg) => ApiError::bad_request(msg),
-        e => ApiError::storage(what, e),
-    }
+fn store_error(what: &'static str) -> impl FnOnce(cynode_core::Error) -> ApiError {
+    versioned_store_error("Setting not found", what)
 }
 
 /// All settings (paged), or one with `key`.
@@ -193,13 +182,7 @@ pub(crate) async fn set_setting(
     require_admin(&st, &user)?;
     let bytes = read_body(req.into_body(), st.inner.config.max_body_bytes).await?;
     let body: SettingWriteRequest = super::http::decode(&bytes)?;
-    let key = non_empty(body.key.as_deref())
-        .ok_or_else(|| ApiError::bad_request("key required"))?
-        .to_string();
-    let value = body
-        .value
-        .ok_or_else(|| ApiError::bad_request("value required"))?;
-    let value = decode_value(value, non_empty(body.value_type.as_deref()))?;
+    let (key, value) = key_and_value(body.key.as_deref(), body.value, body.value_type.as_deref())?;
     let s = st
         .inner
         .store
@@ -243,13 +226,7 @@ pub(crate) async fn delete_setting(
     require_admin(&st, &user)?;
     let Query(q) = query.map_err(|_| ApiError::bad_request("Invalid query"))?;
     let key = non_empty(q.key.as_deref()).ok_or_else(|| ApiError::bad_request("key required"))?;
-    let expected = match non_empty(q.expected_version.as_deref()) {
-        None => None,
-        Some(s) => Some(
-            s.parse::<i32>()
-                .map_err(|_| ApiError::bad_request("invalid expected_version"))?,
-        ),
-    };
+    let expected = parse_expected_version(q.expected_version.as_deref())?;
     st.inner
         .store
         .delete_setting(key, expected, &user.handle, non_empty(q.reason.as_deref()))

@@ -14,11 +14,12 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cynode_core::model::{AuditRecord, McpToolCallAudit};
+use cynode_core::proto::v1::gateway::{self as wire, PolicyViolation, SkillList, SkillMeta};
 use cynode_core::store::{
     DEFAULT_SKILL_NAME, NewSkill, SKILL_SCOPES, Skill, SkillFilter, SkillStore, SkillUpdate,
 };
 use cynode_core::{AuditId, Error, UserId};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::AuthUser;
@@ -96,24 +97,11 @@ const SECRET_BYPASS: &[&str] = &[
     "reveal your prompt",
 ];
 
-/// The `400` body of a rejected skill (`application/json`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct PolicyViolation {
-    /// Always `policy violation`.
-    pub error: String,
-    /// `hidden_instructions`, `instruction_override` or `secret_bypass`.
-    pub category: String,
-    /// The offending text, as it appears in the content.
-    pub triggering_text: String,
-}
-
-impl PolicyViolation {
-    fn new(category: &str, text: &str) -> Self {
-        Self {
-            error: "policy violation".into(),
-            category: category.into(),
-            triggering_text: text.into(),
-        }
+fn violation(category: &str, text: &str) -> PolicyViolation {
+    PolicyViolation {
+        error: "policy violation".into(),
+        category: category.into(),
+        triggering_text: text.into(),
     }
 }
 
@@ -132,10 +120,7 @@ pub fn scan_skill_content(content: &str) -> Option<PolicyViolation> {
         };
         let inner = content[body_start..end].trim();
         if !inner.is_empty() {
-            return Some(PolicyViolation::new(
-                "hidden_instructions",
-                &format!("<!--{inner}-->"),
-            ));
+            return Some(violation("hidden_instructions", &format!("<!--{inner}-->")));
         }
         from = end + 3;
     }
@@ -147,7 +132,7 @@ pub fn scan_skill_content(content: &str) -> Option<PolicyViolation> {
     ] {
         for p in phrases {
             if let Some(i) = lower.find(p) {
-                return Some(PolicyViolation::new(category, &content[i..i + p.len()]));
+                return Some(violation(category, &content[i..i + p.len()]));
             }
         }
     }
@@ -155,47 +140,6 @@ pub fn scan_skill_content(content: &str) -> Option<PolicyViolation> {
 }
 
 // ---------------------------------------------------------------- wire types
-
-/// Skill metadata.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct SkillMeta {
-    /// Skill id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// `user`, `group`, `project` or `global`.
-    pub scope: String,
-    /// RFC 3339 with microseconds.
-    pub updated_at: String,
-    /// Owner; omitted for the system skill.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner_id: Option<String>,
-}
-
-/// A skill with its content.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct SkillResponse {
-    /// Skill id.
-    pub id: String,
-    /// Name.
-    pub name: String,
-    /// Scope.
-    pub scope: String,
-    /// RFC 3339 with microseconds.
-    pub updated_at: String,
-    /// Owner; omitted for the system skill.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub owner_id: Option<String>,
-    /// Markdown content.
-    pub content: String,
-}
-
-/// `GET /v1/skills` response.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct SkillListResponse {
-    /// Visible skills, most recently updated first.
-    pub skills: Vec<SkillMeta>,
-}
 
 /// `POST /v1/skills/load` and `PUT /v1/skills/{id}` body.
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
@@ -229,13 +173,9 @@ fn meta(s: &Skill) -> SkillMeta {
     }
 }
 
-fn full(s: &Skill) -> SkillResponse {
-    SkillResponse {
-        id: s.id.to_string(),
-        name: s.name.clone(),
-        scope: s.scope.clone(),
-        updated_at: fmt_time(s.updated_at),
-        owner_id: s.owner_id.map(|o| o.to_string()),
+fn full(s: &Skill) -> wire::Skill {
+    wire::Skill {
+        meta: meta(s),
         content: s.content.clone(),
     }
 }
@@ -323,7 +263,7 @@ fn non_empty(s: Option<String>) -> Option<String> {
     params(SkillsQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Visible skills, newest first", body = SkillListResponse),
+        (status = 200, description = "Visible skills, newest first", body = SkillList),
         (status = 400, description = "`invalid owner id`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 500, description = "`Failed to list skills`", body = ProblemDetails, content_type = "application/problem+json"),
@@ -354,7 +294,7 @@ pub(crate) async fn list_skills(
         .map_err(|e| ApiError::storage("Failed to list skills", e))?;
     Ok(json(
         StatusCode::OK,
-        &SkillListResponse {
+        &SkillList {
             skills: skills.iter().map(meta).collect(),
         },
     ))
@@ -366,7 +306,7 @@ pub(crate) async fn list_skills(
     params(("id" = String, Path, description = "Skill id (UUID)")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The skill", body = SkillResponse),
+        (status = 200, description = "The skill", body = wire::Skill),
         (status = 400, description = "`invalid skill id`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "`skill not found` (also for skills of other users)", body = ProblemDetails, content_type = "application/problem+json"),

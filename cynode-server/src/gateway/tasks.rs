@@ -8,6 +8,7 @@ use cynode_core::model::{
     Job, JobStatus, JobUpdate, NewArtifact, NewJob, NewTask, Task, TaskFilter, TaskStatus,
     Timestamp,
 };
+use cynode_core::proto::v1::gateway::{CancelTaskResponse, JobResult, TaskLogs, TaskResult};
 use cynode_core::{Error, JobId, ProjectId, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json as j};
@@ -124,55 +125,6 @@ pub struct ListTasksQuery {
     /// Only tasks in this status: `queued`, `running`, `completed`, `failed`,
     /// `canceled` or `superseded`.
     pub status: Option<String>,
-}
-
-/// One job in a task result.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct JobResultResponse {
-    /// Job id.
-    pub id: String,
-    /// Job status.
-    pub status: String,
-    /// The worker's result document as JSON text; omitted while there is none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<String>,
-    /// When the job started; omitted when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<String>,
-    /// When the job ended; omitted when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended_at: Option<String>,
-}
-
-/// `GET /v1/tasks/{id}/result` response.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct TaskResultResponse {
-    /// Task id.
-    pub task_id: String,
-    /// Task status.
-    pub status: String,
-    /// Jobs, oldest first.
-    pub jobs: Vec<JobResultResponse>,
-}
-
-/// `POST /v1/tasks/{id}/cancel` response.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct CancelTaskResponse {
-    /// Task id.
-    pub task_id: String,
-    /// Always true (also when the task had already finished).
-    pub canceled: bool,
-}
-
-/// `GET /v1/tasks/{id}/logs` response.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct TaskLogsResponse {
-    /// Task id.
-    pub task_id: String,
-    /// Standard output of all jobs, oldest first.
-    pub stdout: String,
-    /// Standard error of all jobs, oldest first.
-    pub stderr: String,
 }
 
 /// `GET /v1/tasks/{id}/logs` query.
@@ -634,7 +586,7 @@ pub(crate) async fn get_task(
     params(("id" = String, Path, description = "Task id (UUID) or the caller's task name")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Status and jobs", body = TaskResultResponse),
+        (status = 200, description = "Status and jobs", body = TaskResult),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "`Not task owner`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "`Task not found`", body = ProblemDetails, content_type = "application/problem+json"),
@@ -654,7 +606,7 @@ pub(crate) async fn task_result(
         .map_err(|e| ApiError::storage("Failed to get task result", e))?;
     let jobs = jobs
         .iter()
-        .map(|job| JobResultResponse {
+        .map(|job| JobResult {
             id: job.id.to_string(),
             status: job.status.as_str().into(),
             result: result_text(job),
@@ -664,7 +616,7 @@ pub(crate) async fn task_result(
         .collect();
     Ok(json(
         StatusCode::OK,
-        &TaskResultResponse {
+        &TaskResult {
             task_id: task.id.to_string(),
             status: api_status(task.status).into(),
             jobs,
@@ -735,7 +687,7 @@ pub(crate) async fn cancel_task(
     params(("id" = String, Path, description = "Task id (UUID) or the caller's task name"), LogsQuery),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "Logs", body = TaskLogsResponse),
+        (status = 200, description = "Logs", body = TaskLogs),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "`Not task owner`", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "`Task not found`", body = ProblemDetails, content_type = "application/problem+json"),
@@ -776,7 +728,7 @@ pub(crate) async fn task_logs(
     }
     Ok(json(
         StatusCode::OK,
-        &TaskLogsResponse {
+        &TaskLogs {
             task_id: task.id.to_string(),
             stdout,
             stderr,

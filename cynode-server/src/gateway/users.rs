@@ -3,35 +3,20 @@
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use cynode_core::proto::v1::gateway::UserInfo;
 use cynode_core::{Error, UserId};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::auth::{AuthEvent, AuthUser, audit};
 use super::error::{ApiError, ProblemDetails};
 use super::http::{ClientInfo, json};
 use super::state::GatewayState;
 
-/// `GET /v1/users/me` response.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct UserResponse {
-    /// User id.
-    pub id: String,
-    /// Handle.
-    pub handle: String,
-    /// E-mail; omitted when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Whether the account is enabled.
-    pub is_active: bool,
-}
-
 /// The caller's account.
 #[utoipa::path(
     get, path = "/v1/users/me", tag = "users",
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The caller", body = UserResponse),
+        (status = 200, description = "The caller", body = UserInfo),
         (status = 401, description = "Missing or invalid access token", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 500, description = "`Failed to get user`", body = ProblemDetails, content_type = "application/problem+json"),
     )
@@ -48,7 +33,7 @@ pub(crate) async fn me(
         .map_err(|e| ApiError::storage("Failed to get user", e))?;
     Ok(json(
         StatusCode::OK,
-        &UserResponse {
+        &UserInfo {
             id: u.id.to_string(),
             handle: u.handle,
             email: u.email,

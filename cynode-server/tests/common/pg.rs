@@ -1,40 +1,23 @@
 //! A fresh PostgreSQL database per test (`CYNODE_TEST_PG_URL`), dropped at the end.
+//!
+//! Shared by the suites as `common::pg` (with the gateway harness) or on its own as
+//! `#[path = "common/pg.rs"] mod pg;`.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::sync::Arc;
 
 use cynode_core::store::{PgStore, Store};
-use sqlx::{Connection, PgConnection};
+pub use cynode_testkit::env::TestDatabase;
 
-/// A service variable of the test environment contract: missing fails the test under
-/// `CYNODE_REQUIRE_SERVICES=1`, else the test is skipped with a note.
-pub fn service_var(name: &str) -> Option<String> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => Some(v),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("{name} is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: {name} not set");
-            None
-        }
-    }
+/// A `PgStore` (pool of 5) on a test database.
+pub async fn store(db: &TestDatabase) -> Arc<PgStore> {
+    Arc::new(PgStore::connect(&db.url, 5).await.expect("connect store"))
 }
 
-pub fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{host}/{db}?{q}"),
-        None => format!("{host}/{db}"),
-    }
+/// Drops a test database; a failure fails the test.
+pub async fn drop(db: TestDatabase) {
+    db.drop_db().await.expect("drop database");
 }
 
 /// Runs a case on a fresh database, then drops it.
@@ -43,29 +26,11 @@ where
     F: FnOnce(Arc<dyn Store>) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let Some(admin_url) = service_var("CYNODE_TEST_PG_URL") else {
+    let Some(db) = TestDatabase::create().await else {
         return;
     };
-    let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&admin_url)
-        .await
-        .expect("connect to CYNODE_TEST_PG_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await
-        .expect("create database");
-    let store = Arc::new(
-        PgStore::connect(&with_database(&admin_url, &name), 5)
-            .await
-            .expect("connect store"),
-    );
+    let store = store(&db).await;
     case(store.clone()).await;
     store.close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    .expect("drop database");
-    admin.close().await.ok();
+    drop(db).await;
 }

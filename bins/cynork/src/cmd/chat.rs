@@ -69,7 +69,10 @@ pub async fn run(ctx: &mut Ctx, a: ChatArgs) -> CliResult {
     let mut s = Session {
         client,
         model: a.model.filter(|m| !m.trim().is_empty()),
-        project: a.project_id.filter(|p| !p.trim().is_empty()),
+        project: a
+            .project_id
+            .or_else(|| ctx.file.active_project())
+            .filter(|p| !p.trim().is_empty()),
         styled: !a.plain && ctx.color_stdout(),
     };
     if a.thread_new {

@@ -1,5 +1,6 @@
 //! `prefs`, `settings`, `nodes`, `creds`, `audit`, `project` (cli.md §13): one request
-//! each; the gateway's body is printed as pretty JSON. Flags and the positional word
+//! each; the gateway's body is printed as pretty JSON (`project set` prints
+//! `active_project=…` and saves it in the config file). Flags and the positional word
 //! form (`prefs set scope type user key k value '"v"'`) are both accepted.
 
 use cynode_client::gateway::Method;
@@ -9,8 +10,9 @@ use crate::app::Ctx;
 use crate::cli::{
     AuditCmd, CredsCmd, NodesCmd, Paging, PrefArgs, PrefsCmd, ProjectCmd, SettingsCmd,
 };
+use crate::config;
 use crate::error::{CliError, CliResult};
-use crate::util::{out, print_json};
+use crate::util::{out, outln, print_json};
 
 /// Named values found in positional words.
 #[derive(Debug, Default, PartialEq)]
@@ -334,6 +336,9 @@ pub async fn project(ctx: &Ctx, c: ProjectCmd) -> CliResult {
                 "" | "none" => Value::Null,
                 p => json!(p),
             };
+            // The gateway resolves an id or slug and checks access; the answer is
+            // kept in the config file as the default project of `task create` and
+            // `chat`.
             let body = client
                 .request_value(
                     Method::POST,
@@ -342,7 +347,21 @@ pub async fn project(ctx: &Ctx, c: ProjectCmd) -> CliResult {
                     Some(&json!({"project_id": project})),
                 )
                 .await?;
-            show(body, None);
+            let active = body
+                .get("active_project")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let mut file = ctx.file.clone();
+            file.set_active_project(active.as_deref());
+            config::save(ctx.config_path.as_deref(), &file)?;
+            if ctx.json {
+                print_json(&json!({ "active_project": active }));
+            } else {
+                outln(&format!(
+                    "active_project={}",
+                    active.as_deref().unwrap_or("none")
+                ));
+            }
         }
     }
     Ok(())

@@ -192,7 +192,10 @@ fn task_line(t: &Task) -> String {
     s
 }
 
-async fn create(ctx: &Ctx, a: TaskCreateArgs) -> CliResult {
+async fn create(ctx: &Ctx, mut a: TaskCreateArgs) -> CliResult {
+    if a.project_id.is_none() {
+        a.project_id = ctx.file.active_project();
+    }
     let req = build_create(&a)?;
     let client = ctx.authed()?;
     let task = client.create_task(&req).await?;

@@ -26,6 +26,7 @@ use cynode_core::auth::{
 };
 use cynode_core::model::NewUser;
 use cynode_core::store::{SqliteStore, UserStore};
+use cynode_testkit::podman::{PodmanEnv, podman_env};
 use serde_json::Value;
 
 /// The admin account every stack starts with (`BOOTSTRAP_ADMIN_PASSWORD`).
@@ -35,27 +36,8 @@ pub const ADMIN: (&str, &str) = ("admin", "admin123");
 /// can mint tokens the gateway accepts or rejects for the right reason.
 const JWT_SECRET: &str = "cynork e2e stack signing key, 32+ bytes long";
 
-struct Env {
-    docker_host: String,
-    image: String,
-}
-
-fn test_env() -> Option<Env> {
-    match (
-        std::env::var("CYNODE_TEST_DOCKER_HOST"),
-        std::env::var("CYNODE_TEST_IMAGE"),
-    ) {
-        (Ok(docker_host), Ok(image)) => Some(Env { docker_host, image }),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set, but CYNODE_REQUIRE_SERVICES=1 requires them"
-                );
-            }
-            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
-            None
-        }
-    }
+fn test_env() -> Option<PodmanEnv> {
+    podman_env()
 }
 
 /// The orchestrator binary of this build's target directory, built (once per test

@@ -6,7 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use sqlx::Connection;
+use cynode_testkit::env::{TestDatabase, with_database};
+use cynode_testkit::podman::{PodmanEnv, podman_env};
 
 /// The orchestrator binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cynode-orchestrator");
@@ -45,67 +46,32 @@ pub fn free_port() -> u16 {
 
 /// `CYNODE_TEST_PG_URL`, or `None` (skip) when unset and services are not required.
 pub fn pg_url() -> Option<String> {
-    match std::env::var("CYNODE_TEST_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!("CYNODE_TEST_PG_URL is not set, but CYNODE_REQUIRE_SERVICES=1 requires it");
-            }
-            eprintln!("skipped: CYNODE_TEST_PG_URL not set");
-            None
-        }
-    }
+    cynode_testkit::service_var("CYNODE_TEST_PG_URL")
 }
 
 /// A fresh database on the test server: `(url, name)`; dropped by [`drop_db`].
 pub async fn create_db(admin_url: &str) -> (String, String) {
-    let name = format!("cynode_t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create database");
-    let (base, _) = admin_url.rsplit_once('/').expect("url has a database");
-    (format!("{base}/{name}"), name)
+    let db = TestDatabase::create_on(admin_url).await;
+    (db.url, db.name)
 }
 
 /// Drops a database made by [`create_db`] (best effort).
 pub async fn drop_db(admin_url: &str, name: &str) {
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&mut conn)
-        .await;
-    }
+    let db = TestDatabase {
+        admin_url: admin_url.to_string(),
+        name: name.to_string(),
+        url: with_database(admin_url, name),
+    };
+    let _ = db.drop_db().await;
 }
 
 /// The container engine and image of the test environment.
-pub struct Podman {
-    /// `CYNODE_TEST_DOCKER_HOST`.
-    pub docker_host: String,
-    /// `CYNODE_TEST_IMAGE`.
-    pub image: String,
-}
+pub type Podman = PodmanEnv;
 
 /// `CYNODE_TEST_DOCKER_HOST` and `CYNODE_TEST_IMAGE`, or `None` (skip) when unset and
 /// services are not required.
 pub fn podman() -> Option<Podman> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match (var("CYNODE_TEST_DOCKER_HOST"), var("CYNODE_TEST_IMAGE")) {
-        (Some(docker_host), Some(image)) => Some(Podman { docker_host, image }),
-        _ => {
-            if std::env::var("CYNODE_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
-                panic!(
-                    "CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE are not set, but CYNODE_REQUIRE_SERVICES=1 requires them"
-                );
-            }
-            eprintln!("skipped: CYNODE_TEST_DOCKER_HOST / CYNODE_TEST_IMAGE not set");
-            None
-        }
-    }
+    podman_env()
 }
 
 /// Logs in on the gateway at `gw`; the access token.

@@ -5,6 +5,12 @@
 //! are ignored and missing fields become empty values, so a partial answer (a task
 //! create answer holding only `id`, a chat answer holding only `choices`) still decodes.
 //! Writers omit optional fields that are unset.
+//!
+//! The gateway serves some of these bodies as they are (problem details, tokens, the
+//! caller's account, task results, cancel and logs answers, skills, policy
+//! violations). With feature `openapi` those derive `utoipa::ToSchema`; the fields the
+//! gateway always sends are marked required there, so the OpenAPI document describes
+//! what the gateway writes, while the readers here stay lenient.
 
 use std::collections::BTreeMap;
 
@@ -16,16 +22,21 @@ use serde_json::Value;
 /// RFC 9457 Problem Details, the error body of every non-OpenAI route (§2.1).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProblemDetails {
     /// Error type URI, e.g. `urn:cynodeai:error:authentication`.
     #[serde(rename = "type")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub kind: String,
     /// Short title, e.g. `Unauthorized`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub title: String,
     /// HTTP status.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub status: u16,
     /// Human-readable detail, e.g. `Invalid or expired token`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, default = ""))]
     pub detail: Option<String>,
     /// Instance URI (never populated by the reference gateway).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,12 +69,16 @@ pub struct OpenAiError {
 /// A skill rejected by the content scan (§9): `400` with this body.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyViolation {
     /// Always `policy violation`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub error: String,
     /// `hidden_instructions`, `instruction_override` or `secret_bypass`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub category: String,
     /// The text that triggered the rejection.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub triggering_text: String,
 }
 
@@ -120,14 +135,19 @@ impl std::fmt::Debug for LogoutRequest {
 /// Login and refresh answer (§4.3).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenResponse {
     /// Access token (bearer).
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub access_token: String,
     /// Refresh token.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub token_type: String,
     /// Access-token lifetime in seconds.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub expires_in: u64,
 }
 
@@ -143,15 +163,19 @@ impl std::fmt::Debug for TokenResponse {
 /// `GET /v1/users/me` answer (§5).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserInfo {
     /// User id.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub id: String,
     /// Handle.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub handle: String,
     /// E-mail, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// Whether the account is active.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub is_active: bool,
 }
 
@@ -274,10 +298,13 @@ pub struct TaskList {
 /// One job of a [`TaskResult`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct JobResult {
     /// Job id.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub id: String,
     /// Job status.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub status: String,
     /// The worker's result document as JSON text, once there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -302,12 +329,16 @@ impl JobResult {
 /// `GET /v1/tasks/{id}/result` answer (§6.6).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskResult {
     /// Task id.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub task_id: String,
     /// Task status.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub status: String,
     /// Jobs, oldest first.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub jobs: Vec<JobResult>,
 }
 
@@ -321,22 +352,29 @@ impl TaskResult {
 /// `POST /v1/tasks/{id}/cancel` answer (§6.7).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CancelTaskResponse {
     /// Task id.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub task_id: String,
     /// Always true from the reference gateway.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub canceled: bool,
 }
 
 /// `GET /v1/tasks/{id}/logs` answer (§6.8).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TaskLogs {
     /// Task id.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub task_id: String,
     /// Standard output of all jobs.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub stdout: String,
     /// Standard error of all jobs.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub stderr: String,
 }
 
@@ -504,14 +542,19 @@ pub struct ThreadCreated {
 /// Skill metadata (§9): what list, load and update return.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SkillMeta {
     /// Skill id.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub id: String,
     /// Name.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub name: String,
     /// `user`, `group`, `project` or `global`.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub scope: String,
     /// RFC 3339 with fractional seconds.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub updated_at: String,
     /// Owner; absent for system skills.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -521,19 +564,23 @@ pub struct SkillMeta {
 /// `GET /v1/skills/{id}` answer: metadata plus the Markdown.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Skill {
     /// Metadata.
     #[serde(flatten)]
     pub meta: SkillMeta,
     /// The skill's Markdown.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub content: String,
 }
 
 /// `GET /v1/skills` answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SkillList {
     /// Newest first.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub skills: Vec<SkillMeta>,
 }
 

@@ -124,15 +124,7 @@ impl ChatStore for PgStore {
     }
 
     async fn recent_messages(&self, thread_id: ThreadId, limit: u32) -> Result<Vec<ChatMessage>> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chat_threads WHERE id = $1)")
-                .bind(thread_id.0)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db_err)?;
-        if !exists {
-            return Err(Error::not_found("thread", thread_id));
-        }
+        // One query on the hot path; only an empty answer asks whether the thread exists.
         let rows: Vec<MessageRow> = sqlx::query_as(concat!(
             "SELECT ",
             message_columns!(),
@@ -143,6 +135,9 @@ impl ChatStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
+        if rows.is_empty() {
+            self.get_thread(thread_id).await?;
+        }
         let mut v = rows
             .into_iter()
             .map(ChatMessage::try_from)
