@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cynode_core::{
-    JobId,
     model::NewUser,
     store::{AccessAuditFilter, AccessControlStore, CredentialStore, SqliteStore, Store},
 };
@@ -82,11 +81,18 @@ async fn sqlite_holds_only_ciphertext_and_the_egress_call_works() {
     let addr = listener.local_addr().unwrap();
     let app = router(EgressState::policy(&config, deps).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    // The token's job runs (the egress service accepts job tokens only then).
+    let job = common::job_in(
+        store.as_ref(),
+        task.id,
+        cynode_core::model::JobStatus::Running,
+    )
+    .await;
     let token = JobTokenKey::from_base64(&Secret::new(token_key))
         .unwrap()
         .issue(&JobClaims::new(
             task.id,
-            JobId::new(),
+            job,
             Utc::now(),
             chrono::Duration::minutes(5),
         ));

@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::Backend;
+use common::{Backend, job_in, set_job_status};
 
 use std::{net::SocketAddr, sync::Arc};
 
 use chrono::Utc;
 use cynode_core::{
     JobId, TaskId, UserId,
-    model::NewTask,
+    model::{JobStatus, NewTask},
     store::{AccessAuditFilter, AccessRuleFilter, Store},
 };
 use cynode_egress::{
@@ -118,6 +118,8 @@ async fn policy_env(backend: Backend, rules: &[&str], with_credentials: bool) ->
     let state = EgressState::policy(&config, deps).unwrap();
     assert_eq!(state.mode_name(), "policy");
     let addr = serve(router(state)).await;
+    // The job holding the tokens runs (the dispatcher marks it before the node starts).
+    let job = job_in(store.as_ref(), task.id, JobStatus::Running).await;
     Some(Env {
         url: format!("http://{addr}"),
         store,
@@ -125,7 +127,7 @@ async fn policy_env(backend: Backend, rules: &[&str], with_credentials: bool) ->
         tokens: JobTokenKey::from_base64(&token_key()).unwrap(),
         user: user.id,
         task: task.id,
-        job: JobId::new(),
+        job,
         openai,
         anthropic,
         client: reqwest::Client::new(),
@@ -326,7 +328,8 @@ async fn callers_without_a_valid_job_token_are_refused(backend: Backend) {
         })
         .await
         .unwrap();
-    let wrong = env.token_for(other_task.id, JobId::new(), chrono::Duration::minutes(5));
+    let other_job = job_in(env.store.as_ref(), other_task.id, JobStatus::Running).await;
+    let wrong = env.token_for(other_task.id, other_job, chrono::Duration::minutes(5));
     let (status, text) = env.call(Some(&wrong), body.clone()).await;
     assert_eq!(status, 403);
     assert_eq!(detail(&text), "token not valid for this task");
@@ -684,7 +687,72 @@ async fn stub_mode_allowlist_and_keyless_endpoints() {
     assert!(mock.requests()[0].header("authorization").is_none());
 }
 
+/// A job token is revoked when its job ends: the same token that worked while the job
+/// ran is refused like an expired one once the job is completed, failed or canceled
+/// (and for a job that is not running or that the store does not know), while the
+/// service bearer still acts for the task.
+async fn a_job_token_is_refused_once_its_job_is_no_longer_running(backend: Backend) {
+    let Some(env) = policy_env(backend, &["allow openai/chat"], true).await else {
+        return;
+    };
+    let unauthorized = json!({"title": "Unauthorized", "status": 401});
+    let body = env.chat_body("openai");
+
+    for end in [JobStatus::Completed, JobStatus::Failed, JobStatus::Canceled] {
+        let job = job_in(env.store.as_ref(), env.task, JobStatus::Running).await;
+        let token = env.token_for(env.task, job, chrono::Duration::minutes(10));
+        let (status, text) = env.call(Some(&token), body.clone()).await;
+        assert_eq!(status, 200, "while the job runs: {text}");
+        let served = env.upstream_requests();
+
+        set_job_status(env.store.as_ref(), job, end).await;
+        let (status, text) = env.call(Some(&token), body.clone()).await;
+        assert_eq!(status, 401, "after the job ended {end:?}: {text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), unauthorized);
+        assert_eq!(
+            env.upstream_requests(),
+            served,
+            "a refused call reaches no provider"
+        );
+    }
+
+    // Not running for other reasons: still queued (dispatched again after a retry),
+    // lease expired, unknown to the store, or a job of another task.
+    let queued = job_in(env.store.as_ref(), env.task, JobStatus::Queued).await;
+    let lost = job_in(env.store.as_ref(), env.task, JobStatus::LeaseExpired).await;
+    let other_task = env
+        .store
+        .create_task(NewTask {
+            created_by: Some(env.user),
+            name: "other".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let foreign = job_in(env.store.as_ref(), other_task.id, JobStatus::Running).await;
+    for (what, job) in [
+        ("queued", queued),
+        ("lease expired", lost),
+        ("unknown", JobId::new()),
+        ("of another task", foreign),
+    ] {
+        let token = env.token_for(env.task, job, chrono::Duration::minutes(10));
+        let (status, text) = env.call(Some(&token), body.clone()).await;
+        assert_eq!(status, 401, "a job {what}: {text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), unauthorized);
+    }
+    // The task itself is fine: the job's token is what was revoked.
+    let (status, text) = env.call(Some(SERVICE_BEARER), body.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    // Refusals of the caller come before policy evaluation: only the allowed calls
+    // (three jobs while running, the service call) are audited.
+    let audit = env.audit_records().await;
+    assert_eq!(audit.len(), 4);
+    assert!(audit.iter().all(|a| a.decision == Decision::Allow));
+}
+
 on_every_backend!(
+    a_job_token_is_refused_once_its_job_is_no_longer_running,
     chat_reaches_the_provider_with_the_injected_key_and_the_key_never_comes_back,
     callers_without_a_valid_job_token_are_refused,
     policy_steps_deny_with_the_contract_reasons_and_audit,

@@ -14,10 +14,7 @@ use std::{
 };
 
 use chrono::Utc;
-use cynode_core::{
-    JobId,
-    store::{MemoryStore, Store},
-};
+use cynode_core::store::{MemoryStore, Store};
 use cynode_egress::{
     CredentialCipher, Secret,
     api::{
@@ -101,11 +98,18 @@ async fn keys_never_reach_log_output() {
     let addr = listener.local_addr().unwrap();
     let app = router(EgressState::policy(&config, deps).unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    // The token's job runs (the egress service accepts job tokens only then).
+    let job = common::job_in(
+        store.as_ref(),
+        task.id,
+        cynode_core::model::JobStatus::Running,
+    )
+    .await;
     let token = JobTokenKey::from_base64(&Secret::new(key_b64))
         .unwrap()
         .issue(&JobClaims::new(
             task.id,
-            JobId::new(),
+            job,
             Utc::now(),
             chrono::Duration::minutes(5),
         ));

@@ -1,6 +1,7 @@
 //! Key-leak proof on real Podman: a sandbox job uses inference through its per-job
 //! socket to reach an external-provider model. The path is sandbox → inference proxy
-//! (Unix socket) → inference front ([`inference_router`]) → model router → API egress
+//! (Unix socket) → the job's inference front ([`JobInference::serve_unix`], on a
+//! private Unix socket of the node) → model router → API egress
 //! service (job-scoped token) → provider (the mock LLM, which demands its bearer key and
 //! echoes it back). The job gets its answer, while the provider key is absent from the
 //! container's environment, the job spec, the stored job payload, the answer, the job's
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use cynode_core::{
     JobId,
-    model::{NewJob, NewTask, NewUser},
+    model::{JobStatus as StoredJobStatus, JobUpdate, NewJob, NewTask, NewUser},
     store::{AccessAuditFilter, SqliteStore, Store},
 };
 use cynode_egress::{
@@ -25,7 +26,7 @@ use cynode_egress::{
         Decision, Effect, EgressConfig, EgressState, JobClaims, JobTokenKey, NewCredential,
         PolicyDeps, api_call_rule, router as egress_router, store_credential,
     },
-    router::{JobInference, inference_router},
+    router::JobInference,
 };
 use cynode_sandbox::{
     DockerConfig, Driver, DriverConfig, ImagePolicy, InferenceAccess, InferenceConfig, InputFile,
@@ -137,6 +138,23 @@ async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_see
         })
         .await
         .unwrap();
+    let set_status = |status| {
+        let store = store.clone();
+        async move {
+            store
+                .update_job(
+                    job_id,
+                    JobUpdate {
+                        status: Some(status),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // Running, as the dispatcher marks it before the node starts it.
+    set_status(StoredJobStatus::Running).await;
     let job_token = JobTokenKey::from_base64(&Secret::new(token_key))
         .unwrap()
         .issue(&JobClaims::new(
@@ -156,13 +174,15 @@ async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_see
         "external": [{"provider": "openai", "models": ["gpt-4o-mini"]}]
     }))
     .unwrap();
-    let (router, opts) = job_inference.build().unwrap();
-    let front = serve(inference_router(Arc::new(router), opts)).await;
-
     let mounts = tempfile::Builder::new()
         .prefix("cynode-egress-sbx-")
         .tempdir()
         .unwrap();
+    let front = job_inference
+        .serve_unix(&mounts.path().join("fronts"))
+        .await
+        .unwrap();
+    assert!(front.url().starts_with("unix:///"), "{}", front.url());
     let mut config = DriverConfig {
         owner: format!("t-{}", uuid::Uuid::new_v4().simple()),
         mount_root: mounts.path().join("jobs"),
@@ -177,7 +197,7 @@ async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_see
             pull_timeout_secs: 30,
         },
         inference: Some(InferenceConfig {
-            upstream_url: front,
+            upstream_url: front.url().to_string(),
             ..Default::default()
         }),
         default_timeout_secs: 120,
@@ -254,6 +274,25 @@ async fn a_sandbox_reaches_an_external_model_through_the_socket_without_ever_see
         (Decision::Allow, "openai/chat")
     );
     assert_eq!(audit[0].job_id, Some(job_id));
+
+    // The job is over: its token, still unexpired, no longer reaches the provider.
+    set_status(StoredJobStatus::Completed).await;
+    let late = reqwest::Client::new()
+        .post(format!("{egress_url}/v1/call"))
+        .bearer_auth(job_token.expose())
+        .json(&json!({
+            "provider": "openai", "operation": "chat", "task_id": task.id.to_string(),
+            "params": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "again"}]}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 401);
+    assert_eq!(
+        provider.request_count(),
+        1,
+        "the late call reached no provider"
+    );
 
     // The key is nowhere the job or its operators can see it.
     let env = section(&out, "env");

@@ -159,7 +159,9 @@ impl Default for ArtifactLimits {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct InferenceConfig {
-    /// Base URL of the node's Ollama API, plain HTTP. Default `http://127.0.0.1:11434`.
+    /// Base URL of the node's Ollama API: plain HTTP (`http://host[:port]`) or an HTTP
+    /// server on a Unix socket (`unix:///path/to/socket`). Default
+    /// `http://127.0.0.1:11434`.
     pub upstream_url: String,
     /// Largest request body accepted from a sandbox. Default 10 MiB.
     pub max_body_bytes: usize,
@@ -297,10 +299,10 @@ impl DriverConfig {
             return Err(Error::invalid("max_output_bytes must be positive"));
         }
         if let Some(inf) = &self.inference
-            && !inf.upstream_url.starts_with("http://")
+            && !supported_upstream(&inf.upstream_url)
         {
             return Err(Error::invalid(
-                "inference.upstream_url: only http:// upstreams are supported",
+                "inference.upstream_url: only http:// and unix:// upstreams are supported",
             ));
         }
         Ok(())
@@ -309,6 +311,11 @@ impl DriverConfig {
     pub(crate) fn stop_grace(&self) -> Duration {
         Duration::from_secs(self.stop_grace_secs)
     }
+}
+
+/// Whether the inference proxy can forward to `url` (`http://…` or `unix://…`).
+pub(crate) fn supported_upstream(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("unix://")
 }
 
 #[cfg(test)]

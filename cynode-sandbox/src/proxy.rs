@@ -12,6 +12,12 @@
 //! - the upstream must start answering within the timeout (default 120 s) → else 504;
 //!   an unreachable upstream → 502. No credentials are added; only `Content-Type` and
 //!   `Accept` are forwarded.
+//!
+//! The upstream is either `http://host[:port]` (the node's Ollama) or
+//! `unix:///path/to/socket`: an HTTP server on a Unix socket, such as a job's own
+//! inference front, which the worker keeps in a private directory so that no other
+//! local user can reach it (a loopback TCP port would be open to every process on the
+//! host).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,8 +32,8 @@ use axum::routing::get;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use tokio::net::UnixListener;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
 
 use crate::config::{InferenceConfig, RunAs};
@@ -58,9 +64,103 @@ const FORWARDED: &[(Method, &str)] = &[
 
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// Where requests go.
+enum Upstream {
+    /// `http://host[:port]`, through a pooled client.
+    Http { base: Uri, client: Box<HttpClient> },
+    /// `unix:///path`: one HTTP/1.1 connection per request to the socket.
+    Unix { path: PathBuf },
+}
+
+/// Why an upstream request was not answered.
+enum SendError {
+    /// The path does not make a valid request URI.
+    BadRequest,
+    /// Connecting or the exchange failed.
+    Failed(String),
+}
+
+impl Upstream {
+    /// Parses `http://host[:port]` or `unix:///absolute/path`.
+    fn parse(url: &str) -> Result<Self> {
+        if let Some(path) = url.strip_prefix("unix://") {
+            if !path.starts_with('/') || path.contains('\0') || path.ends_with('/') {
+                return Err(Error::invalid(
+                    "inference.upstream_url: must be unix:///absolute/path/to/socket",
+                ));
+            }
+            return Ok(Upstream::Unix {
+                path: PathBuf::from(path),
+            });
+        }
+        let base: Uri = url
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|_| Error::invalid("inference.upstream_url: not a valid URL"))?;
+        if base.scheme_str() != Some("http") || base.host().is_none() {
+            return Err(Error::invalid(
+                "inference.upstream_url: must be http://host[:port] or unix:///path",
+            ));
+        }
+        Ok(Upstream::Http {
+            base,
+            client: Box::new(Client::builder(TokioExecutor::new()).build_http()),
+        })
+    }
+
+    /// Sends `method path_and_query` with `headers` and `body`.
+    async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(header::HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> std::result::Result<hyper::Response<hyper::body::Incoming>, SendError> {
+        let uri = match self {
+            Upstream::Http { base, .. } => upstream_uri(base, path_and_query),
+            Upstream::Unix { .. } => path_and_query.parse().map_err(|_| ()),
+        }
+        .map_err(|()| SendError::BadRequest)?;
+        let mut builder = hyper::Request::builder().method(method).uri(uri);
+        if let Upstream::Unix { .. } = self {
+            builder = builder.header(header::HOST, "localhost");
+        }
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        let req = builder
+            .body(Full::new(body))
+            .map_err(|_| SendError::BadRequest)?;
+        match self {
+            Upstream::Http { client, .. } => client
+                .request(req)
+                .await
+                .map_err(|e| SendError::Failed(e.to_string())),
+            Upstream::Unix { path } => {
+                let stream = UnixStream::connect(path)
+                    .await
+                    .map_err(|e| SendError::Failed(e.to_string()))?;
+                let (mut sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(|e| SendError::Failed(e.to_string()))?;
+                // Drives the connection until the response body is read.
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "inference upstream connection ended");
+                    }
+                });
+                sender
+                    .send_request(req)
+                    .await
+                    .map_err(|e| SendError::Failed(e.to_string()))
+            }
+        }
+    }
+}
+
 struct ProxyState {
-    upstream: Uri,
-    client: HttpClient,
+    upstream: Upstream,
     models: ModelPolicy,
     max_body: usize,
     timeout: Duration,
@@ -83,22 +183,12 @@ impl InferenceProxy {
         models: ModelPolicy,
         owner: Option<RunAs>,
     ) -> Result<Self> {
-        let upstream: Uri = config
-            .upstream_url
-            .trim_end_matches('/')
-            .parse()
-            .map_err(|_| Error::invalid("inference.upstream_url: not a valid URL"))?;
-        if upstream.scheme_str() != Some("http") || upstream.host().is_none() {
-            return Err(Error::invalid(
-                "inference.upstream_url: must be http://host[:port]",
-            ));
-        }
+        let upstream = Upstream::parse(&config.upstream_url)?;
         let listener = UnixListener::bind(socket_path)
             .map_err(|e| Error::io(format_args!("bind {}", socket_path.display()), e))?;
         restrict_socket(socket_path, owner)?;
         let state = Arc::new(ProxyState {
             upstream,
-            client: Client::builder(TokioExecutor::new()).build_http(),
             models,
             max_body: config.max_body_bytes,
             timeout: Duration::from_secs(config.request_timeout_secs.max(1)),
@@ -168,15 +258,16 @@ fn same_model(a: &str, b: &str) -> bool {
 }
 
 async fn installed_models(state: &ProxyState) -> Result<Vec<String>, Response> {
-    let uri = upstream_uri(&state.upstream, "/api/tags")
-        .map_err(|_| problem(StatusCode::BAD_GATEWAY, "bad upstream URL"))?;
-    let req = hyper::Request::get(uri)
-        .body(Full::new(Bytes::new()))
-        .map_err(|_| problem(StatusCode::BAD_GATEWAY, "bad upstream request"))?;
-    let resp = tokio::time::timeout(state.timeout, state.client.request(req))
+    let sent = state
+        .upstream
+        .send(Method::GET, "/api/tags", &[], Bytes::new());
+    let resp = tokio::time::timeout(state.timeout, sent)
         .await
         .map_err(|_| problem(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"))?
-        .map_err(|_| problem(StatusCode::BAD_GATEWAY, "upstream unreachable"))?;
+        .map_err(|e| match e {
+            SendError::BadRequest => problem(StatusCode::BAD_GATEWAY, "bad upstream URL"),
+            SendError::Failed(_) => problem(StatusCode::BAD_GATEWAY, "upstream unreachable"),
+        })?;
     let body = axum::body::to_bytes(Body::new(resp.into_body()), 16 << 20)
         .await
         .map_err(|_| problem(StatusCode::BAD_GATEWAY, "upstream model list unreadable"))?;
@@ -251,24 +342,25 @@ async fn forward(State(state): State<Arc<ProxyState>>, req: Request) -> Response
         }
     }
 
-    let Ok(uri) = upstream_uri(&state.upstream, path_and_query.as_deref().unwrap_or(&path)) else {
-        return problem(StatusCode::BAD_REQUEST, "bad request path");
-    };
-    let mut builder = hyper::Request::builder().method(method).uri(uri);
-    for (name, value) in [
+    let headers: Vec<_> = [
         (header::CONTENT_TYPE, content_type),
         (header::ACCEPT, accept),
-    ] {
-        if let Some(v) = value {
-            builder = builder.header(name, v);
-        }
-    }
-    let Ok(upstream_req) = builder.body(Full::new(body)) else {
-        return problem(StatusCode::BAD_REQUEST, "bad request");
-    };
-    let resp = match tokio::time::timeout(state.timeout, state.client.request(upstream_req)).await {
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| (name, v)))
+    .collect();
+    let sent = state.upstream.send(
+        method,
+        path_and_query.as_deref().unwrap_or(&path),
+        &headers,
+        body,
+    );
+    let resp = match tokio::time::timeout(state.timeout, sent).await {
         Err(_) => return problem(StatusCode::GATEWAY_TIMEOUT, "upstream timed out"),
-        Ok(Err(e)) => {
+        Ok(Err(SendError::BadRequest)) => {
+            return problem(StatusCode::BAD_REQUEST, "bad request path");
+        }
+        Ok(Err(SendError::Failed(e))) => {
             tracing::debug!(error = %e, "inference upstream request failed");
             return problem(StatusCode::BAD_GATEWAY, "upstream unreachable");
         }
@@ -298,9 +390,17 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     async fn mock_upstream(hits: Arc<AtomicUsize>) -> String {
+        let app = mock_app(hits);
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    fn mock_app(hits: Arc<AtomicUsize>) -> Router {
         let h1 = hits.clone();
         let h2 = hits.clone();
-        let app = Router::new()
+        Router::new()
             .route(
                 "/api/chat",
                 post(move |body: Bytes| {
@@ -325,11 +425,7 @@ mod tests {
                         "pulled"
                     }
                 }),
-            );
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-        format!("http://{addr}")
+            )
     }
 
     async fn call(sock: &Path, method: &str, path: &str, body: Vec<u8>) -> (StatusCode, String) {
@@ -420,6 +516,68 @@ mod tests {
         .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn forwards_to_an_upstream_on_a_unix_socket() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let dir = tempfile::tempdir().unwrap();
+        let upstream_sock = dir.path().join("front.sock");
+        let l = UnixListener::bind(&upstream_sock).unwrap();
+        let app = mock_app(hits.clone());
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let sock = dir.path().join("p.sock");
+        let cfg = InferenceConfig {
+            upstream_url: format!("unix://{}", upstream_sock.display()),
+            ..Default::default()
+        };
+        let _proxy = InferenceProxy::bind(&sock, &cfg, ModelPolicy::Installed, None)
+            .await
+            .unwrap();
+        // The model list comes from the socket upstream, and so does the answer.
+        let (s, b) = call(&sock, "POST", "/api/chat", br#"{"model":"tiny"}"#.to_vec()).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert!(b.contains("pong"), "{b}");
+        let (s, b) = call(&sock, "GET", "/api/tags", vec![]).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(b.contains("tiny:latest"), "{b}");
+        let (s, _) = call(&sock, "POST", "/api/chat", br#"{"model":"big"}"#.to_vec()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = call(&sock, "POST", "/api/pull", br#"{"model":"tiny"}"#.to_vec()).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        // A socket nobody serves: 502.
+        let gone = dir.path().join("gone.sock");
+        let cfg = InferenceConfig {
+            upstream_url: format!("unix://{}", dir.path().join("missing.sock").display()),
+            ..Default::default()
+        };
+        let _p = InferenceProxy::bind(&gone, &cfg, ModelPolicy::Only(vec!["m".into()]), None)
+            .await
+            .unwrap();
+        let (s, _) = call(&gone, "POST", "/api/chat", br#"{"model":"m"}"#.to_vec()).await;
+        assert_eq!(s, StatusCode::BAD_GATEWAY);
+
+        // Only absolute socket paths.
+        for bad in ["unix://relative.sock", "unix://", "unix:///dir/"] {
+            let cfg = InferenceConfig {
+                upstream_url: bad.into(),
+                ..Default::default()
+            };
+            let e = InferenceProxy::bind(
+                &dir.path().join("x.sock"),
+                &cfg,
+                ModelPolicy::Installed,
+                None,
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                e.to_string().contains("unix:///absolute/path"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -47,8 +47,10 @@ pub struct ResourceRequest {
 pub struct InferenceAccess {
     /// Models the job may name. `None`: any model already installed on the upstream.
     pub allowed_models: Option<Vec<String>>,
-    /// This job's own inference upstream (plain `http://host[:port]`), e.g. a per-job
-    /// router holding the job's token for external models. `None`: the node's upstream
+    /// This job's own inference upstream (plain `http://host[:port]`, or
+    /// `unix:///path/to/socket`), e.g. a per-job router holding the job's token for
+    /// external models, served on a socket only the worker can reach. `None`: the
+    /// node's upstream
     /// ([`crate::InferenceConfig::upstream_url`]). The socket's limits (body size,
     /// timeout) stay the node's either way.
     pub upstream_url: Option<String>,
@@ -264,10 +266,10 @@ impl JobSpec {
             .inference
             .as_ref()
             .and_then(|i| i.upstream_url.as_ref())
-            && !url.starts_with("http://")
+            && !crate::config::supported_upstream(url)
         {
             return Err(Error::invalid(
-                "inference.upstream_url: only http:// upstreams are supported",
+                "inference.upstream_url: only http:// and unix:// upstreams are supported",
             ));
         }
         for f in self.workspace_files.iter().chain(&self.job_files) {

@@ -139,7 +139,10 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
     state.set_bearer_token(Some(WORKER_TOKEN));
     state.mark_configured();
     let host = Arc::new(RecordingHost {
-        host: EgressJobInference::new(Some(ollama.base_url().to_string())),
+        host: EgressJobInference::new(
+            Some(ollama.base_url().to_string()),
+            dir.path().join("job-inference"),
+        ),
         grants: Mutex::new(Vec::new()),
     });
     assert!(state.set_job_inference_host(host.clone()));
@@ -261,6 +264,31 @@ async fn an_inference_task_reaches_an_external_model_with_a_job_token_and_the_ke
     assert_eq!(grants.len(), 1);
     let token = grants[0].clone();
     assert!(token.starts_with("cnj1."));
+    // The job's front (a private Unix socket) is gone with the job.
+    let fronts = dir.path().join("job-inference");
+    assert_eq!(
+        std::fs::read_dir(&fronts).unwrap().count(),
+        0,
+        "a front left behind"
+    );
+    // The job ended, so its token no longer opens the egress service, though it has
+    // not expired: a leaked token of a finished job is useless.
+    let late = reqwest::Client::new()
+        .post(format!("{egress_url}/v1/call"))
+        .bearer_auth(&token)
+        .json(&json!({
+            "provider": "openai", "operation": "chat", "task_id": task.id.to_string(),
+            "params": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "again"}]}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 401);
+    assert_eq!(
+        provider.request_count(),
+        1,
+        "the late call reached no provider"
+    );
     let sent = seen.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     let req: Value = serde_json::from_str(&sent[0]).unwrap();

@@ -463,6 +463,31 @@ pub fn credential_key(mode: Mode, common: &Common) -> anyhow::Result<Option<Stri
     }
 }
 
+/// The signing key of job-scoped egress tokens: from `API_EGRESS_JOB_TOKEN_KEY`, or in
+/// dev mode generated once (32 random bytes, base64) and kept in
+/// `<data-dir>/secrets/job-token-key` (0600); `None` in `serve` without it.
+pub fn job_token_key(mode: Mode, common: &Common) -> anyhow::Result<Option<String>> {
+    match (
+        common
+            .egress_job_token_key
+            .clone()
+            .filter(|k| !k.is_empty()),
+        mode,
+    ) {
+        (Some(k), _) => Ok(Some(k)),
+        (None, Mode::Serve) => Ok(None),
+        (None, Mode::Dev) => {
+            let path = common.data_dir.join("secrets").join("job-token-key");
+            let key = secrets::load_or_create(&path, || {
+                cynode_egress::api::JobTokenKey::generate_base64()
+                    .expose()
+                    .to_string()
+            })?;
+            Ok(Some(key.value))
+        }
+    }
+}
+
 /// The API egress service: policy mode on the store (access-control rules, encrypted
 /// credentials, audit rows) when a credential key is configured; otherwise stub mode
 /// (the `API_EGRESS_ALLOWED` allow-list, no credentials).
@@ -470,6 +495,7 @@ fn egress_state(
     mode: Mode,
     common: &Common,
     store: &Arc<dyn Store>,
+    job_token_key: Option<&str>,
 ) -> anyhow::Result<cynode_egress::api::EgressState> {
     use cynode_egress::api::{EgressConfig, EgressState, PolicyDeps};
     use cynode_egress::crypto::{CredentialCipher, CryptoConfig, KeyConfig, Secret};
@@ -483,11 +509,7 @@ fn egress_state(
     }
     let mut config = EgressConfig {
         bearer_token: bearer.map(Secret::new),
-        job_token_key: common
-            .egress_job_token_key
-            .clone()
-            .filter(|k| !k.is_empty())
-            .map(Secret::new),
+        job_token_key: job_token_key.map(Secret::new),
         allowed: common
             .egress_allowed
             .split(',')
@@ -538,19 +560,17 @@ fn egress_state(
     }
 }
 
-/// Job-scoped inference grants for the dispatcher: the egress job-token key, the URL
-/// nodes reach the egress service at, and the external models jobs may use. `None`
-/// unless the key and models are set and the egress service runs here.
+/// Job-scoped inference grants for the dispatcher: the egress job-token key (see
+/// [`job_token_key`]), the URL nodes reach the egress service at, and the external
+/// models jobs may use. `None` unless the key and models are set and the egress
+/// service runs here.
 fn job_inference(
     common: &Common,
+    job_token_key: Option<&str>,
     egress: Option<&TcpListener>,
 ) -> anyhow::Result<Option<cynode_server::dispatch::JobInferenceConfig>> {
     use cynode_core::proto::v1::worker::ExternalModelGrant;
-    let Some(key) = common
-        .egress_job_token_key
-        .clone()
-        .filter(|k| !k.is_empty())
-    else {
+    let Some(key) = job_token_key.map(str::to_string) else {
         return Ok(None);
     };
     let mut external = Vec::new();
@@ -585,7 +605,8 @@ fn job_inference(
             format!("http://{host}:{}", a.port())
         }
         _ => bail!(
-            "API_EGRESS_JOB_TOKEN_KEY is set but the API egress service is disabled:              set API_EGRESS_PUBLIC_URL to the egress service nodes should use"
+            "JOB_EXTERNAL_MODELS is set but the API egress service is disabled here: \
+             set API_EGRESS_PUBLIC_URL to the egress service nodes should use"
         ),
     };
     Ok(Some(cynode_server::dispatch::JobInferenceConfig {
@@ -648,6 +669,7 @@ pub async fn start(
 
     let jwt = jwt_secret(mode, common)?;
     let psk = registration_psk(mode, common)?;
+    let job_key = job_token_key(mode, common)?;
     let (yaml_handle, yaml_password) = apply_bootstrap(common, &store).await?;
     let admin_handle = yaml_handle.unwrap_or_else(|| "admin".to_string());
     let (admin_password, admin_password_value) =
@@ -746,7 +768,7 @@ pub async fn start(
             node_stale_after: Some(stale),
             image_aliases,
             shutdown_grace: Duration::from_secs(common.shutdown_grace_sec),
-            job_inference: job_inference(common, egress_listener.as_ref())?,
+            job_inference: job_inference(common, job_key.as_deref(), egress_listener.as_ref())?,
             ..DispatchConfig::default()
         };
         let d = Dispatcher::new(store.clone(), queue.clone(), config)
@@ -803,7 +825,7 @@ pub async fn start(
     let egress_addr = match egress_listener {
         Some(listener) => {
             let bound = listener.local_addr()?;
-            let state = egress_state(mode, common, &store)?;
+            let state = egress_state(mode, common, &store, job_key.as_deref())?;
             tracing::info!(mode = state.mode_name(), "API egress service mode");
             let app = cynode_egress::api::router(state);
             serve(

@@ -177,8 +177,8 @@ pub struct Common {
 
     /// Signing key of job-scoped egress tokens (32+ random bytes, base64). Set (with
     /// JOB_EXTERNAL_MODELS), the dispatcher issues each inference job a token the API
-    /// egress service accepts for that job only, and nodes serve the job's external
-    /// models through the egress service with it.
+    /// egress service accepts for that job only, while it runs, and nodes serve the
+    /// job's external models through the egress service with it; `dev` generates one.
     #[arg(
         long,
         env = "API_EGRESS_JOB_TOKEN_KEY",

@@ -1,11 +1,14 @@
 //! `dev`: the one-process dev stack. The orchestrator on SQLite under the data dir,
-//! one in-process worker on the local Podman socket, generated secrets, a banner with
-//! the URLs and the admin account, and a demo task whose result is printed.
+//! one in-process worker on the local Podman socket (with the per-job inference host,
+//! as `cynode-worker` has it), generated secrets (including the job-token key, so
+//! job-scoped external inference works as in `serve`), a banner with the URLs and the
+//! admin account, and a demo task whose result is printed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use cynode_egress::job_host::EgressJobInference;
 use cynode_sandbox::node::{
     NodeManager, NodeManagerConfig, ShutdownOutcome, Telemetry, WorkerApiConfig, WorkerApiState,
     capability, worker_api_router,
@@ -114,6 +117,13 @@ async fn start_worker(r: &mut Running, common: &Common, args: &DevArgs) -> anyho
         },
         Arc::new(Telemetry::new()),
     );
+    // Inference jobs dispatched with a grant (JOB_EXTERNAL_MODELS) get their own front:
+    // the node's models plus the grant's external models through this process's API
+    // egress service, on a private Unix socket under the worker's state dir.
+    api.set_job_inference_host(Arc::new(EgressJobInference::new(
+        inference.clone(),
+        state_dir.join("job-inference"),
+    )));
     let listener = app::bind("Worker API", "WORKER_LISTEN_ADDR", &args.worker_listen).await?;
     let bound = listener.local_addr()?;
     let host = if bound.ip().is_unspecified() {

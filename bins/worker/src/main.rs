@@ -147,9 +147,13 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     // Jobs whose run request carries an inference grant get their own front (external
-    // models through the orchestrator's API egress service, with the job's token).
+    // models through the orchestrator's API egress service, with the job's token), on
+    // a Unix socket in a private directory under the state dir.
     if !args.sandbox_only {
-        api.set_job_inference_host(Arc::new(EgressJobInference::new(Some(ollama.clone()))));
+        api.set_job_inference_host(Arc::new(EgressJobInference::new(
+            Some(ollama.clone()),
+            state_dir.join("job-inference"),
+        )));
     }
 
     let listener = tokio::net::TcpListener::bind(addr)

@@ -31,6 +31,13 @@
 //! ([`JobTokenKey`]; the call must be for that token's task and job) or the static
 //! service bearer (`API_EGRESS_BEARER_TOKEN`, for trusted orchestrator services). With
 //! neither configured the service is open, as the reference is.
+//!
+//! In policy mode a job token is accepted only while its job runs: the service looks
+//! the job up in the store it evaluates policy with, and a token whose job has ended
+//! (completed, failed, canceled, or is no longer `running` for any other reason), or
+//! whose job it does not know, is refused like an expired one (`401`). A token that
+//! leaks from a finished job is therefore useless even before it expires. Stub mode has
+//! no store, so there a job token is good until its expiry.
 
 mod credentials;
 mod policy;
@@ -50,6 +57,7 @@ use axum::{
 use chrono::Utc;
 use cynode_core::{
     Error as CoreError, JobId, TaskId,
+    model::JobStatus,
     store::{CredentialStore, Store, TaskStore},
 };
 use serde::Deserialize;
@@ -228,7 +236,10 @@ impl EgressState {
 ///
 /// `POST /v1/call` answers:
 /// - `400` problem details `invalid JSON` for a body that is not the request object;
-/// - `401` problem details for a missing, unknown, expired or forged token;
+/// - `401` problem details for a missing, unknown, expired or forged token, and (policy
+///   mode) for a job token whose job is not running (ended, or unknown to the store);
+/// - `503` problem details `failed to resolve job` when (policy mode) the store cannot
+///   say whether a job token's job is running;
 /// - `403` problem details with the deny reason (stub allowlist, policy steps, or a
 ///   job token used for another task/job: `token not valid for this task`);
 /// - `501` problem details `operation not implemented` after an allow when no adapter
@@ -341,7 +352,12 @@ async fn authenticate(State(st): State<EgressState>, mut req: Request, next: Nex
         .filter(|_| JobTokenKey::looks_like_job_token(token))
     {
         match key.verify(token, Utc::now()) {
-            Ok(claims) => Caller::Job(claims),
+            Ok(claims) => {
+                if let Err(refused) = st.job_running(&claims).await {
+                    return refused;
+                }
+                Caller::Job(claims)
+            }
             Err(e) => {
                 tracing::info!(reason = %e, "api egress caller refused");
                 return unauthorized();
@@ -359,6 +375,43 @@ async fn authenticate(State(st): State<EgressState>, mut req: Request, next: Nex
     };
     req.extensions_mut().insert(caller);
     next.run(req).await
+}
+
+impl EgressState {
+    /// Revocation of job tokens (policy mode): the token's job must exist, belong to
+    /// the token's task and be `running`; otherwise the caller is refused like one with
+    /// an expired token. Stub mode has no store and accepts the token until it expires.
+    async fn job_running(&self, claims: &JobClaims) -> Result<(), Response> {
+        let Mode::Policy(deps) = &self.inner.mode else {
+            return Ok(());
+        };
+        let (task_id, job_id) = (claims.task_id.to_string(), claims.job_id.to_string());
+        match deps.tasks.get_job(claims.job_id).await {
+            Ok(job) if job.task_id == claims.task_id && job.status == JobStatus::Running => Ok(()),
+            Ok(job) => {
+                tracing::info!(
+                    reason = "job not running",
+                    %task_id,
+                    %job_id,
+                    status = job.status.as_str(),
+                    "api egress caller refused"
+                );
+                Err(unauthorized())
+            }
+            Err(CoreError::NotFound { .. }) => {
+                tracing::info!(reason = "job not found", %task_id, %job_id, "api egress caller refused");
+                Err(unauthorized())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, %task_id, %job_id, "job lookup failed");
+                Err(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable",
+                    Some("failed to resolve job"),
+                ))
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- /v1/call

@@ -89,6 +89,12 @@ impl JobTokenKey {
         Self::new(&bytes)
     }
 
+    /// A fresh random 32-byte signing key, standard base64, as configuration carries
+    /// it (what [`JobTokenKey::from_base64`] reads).
+    pub fn generate_base64() -> Secret {
+        crate::crypto::CredentialCipher::generate_key()
+    }
+
     fn mac(&self) -> Hmac<Sha256> {
         self.mac.clone()
     }
@@ -197,5 +203,37 @@ mod tests {
         assert_eq!(key.verify("nonsense", now), Err(TokenError::Malformed));
         assert_eq!(key.verify("cnj1.x.y!", now), Err(TokenError::Malformed));
         assert!(JobTokenKey::new(&[0u8; 8]).is_err());
+    }
+
+    #[test]
+    fn a_generated_key_is_a_usable_base64_key_and_fresh_each_time() {
+        let a = JobTokenKey::generate_base64();
+        let b = JobTokenKey::generate_base64();
+        assert_ne!(a.expose(), b.expose());
+        let key = JobTokenKey::from_base64(&a).unwrap();
+        let claims = JobClaims::new(
+            TaskId::new(),
+            JobId::new(),
+            Utc::now(),
+            chrono::Duration::minutes(1),
+        );
+        let token = key.issue(&claims);
+        assert_eq!(
+            key.verify(token.expose(), Utc::now()).unwrap(),
+            claims_at_seconds(claims)
+        );
+        assert_eq!(
+            JobTokenKey::from_base64(&b)
+                .unwrap()
+                .verify(token.expose(), Utc::now()),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    fn claims_at_seconds(c: JobClaims) -> JobClaims {
+        JobClaims {
+            expires_at: Utc.timestamp_opt(c.expires_at.timestamp(), 0).unwrap(),
+            ..c
+        }
     }
 }

@@ -14,9 +14,15 @@
 //! ([`Router::options_for_model`]). Embeddings and model management are not served
 //! (`501`, and the proxy refuses management paths before they get here). No
 //! authentication: mount it where only the node's proxy can reach it (a Unix socket of
-//! the worker, or in-process behind the proxy).
+//! the worker, as [`JobInference::serve_unix`] does, or in-process behind the proxy),
+//! never on a TCP port, which every local process could use.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Instant,
+};
 
 use axum::{
     Router as AxumRouter,
@@ -54,7 +60,8 @@ pub struct ExternalModels {
 
 /// What one job's inference socket serves: the node's Ollama and, optionally,
 /// external models through the API egress service with the job's token. Build the
-/// router with [`JobInference::build`] and serve it with [`serve_inference`].
+/// router with [`JobInference::build`] and serve it with [`serve_inference`], or both
+/// at once with [`JobInference::serve_unix`].
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobInference {
@@ -153,50 +160,102 @@ impl JobInference {
     }
 }
 
-/// One job's inference front serving on a loopback port (see
-/// [`JobInference::serve_loopback`]). Dropping it stops serving.
+/// One job's inference front serving on a Unix socket (see
+/// [`JobInference::serve_unix`]). Dropping it stops serving and removes the socket and
+/// its private directory.
 #[derive(Debug)]
 pub struct JobFront {
     url: String,
+    socket: PathBuf,
+    dir: PathBuf,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl JobFront {
-    /// Base URL of the front (`http://127.0.0.1:<port>`).
+    /// Upstream URL of the front for the job's inference proxy
+    /// (`unix:///…/front.sock`).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The socket's path (mode 0600, in a 0700 directory of its own).
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
     }
 }
 
 impl Drop for JobFront {
     fn drop(&mut self) {
         self.task.abort();
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_dir(&self.dir);
     }
 }
 
+/// Name of a front's socket inside its directory.
+const FRONT_SOCKET: &str = "front.sock";
+
 impl JobInference {
-    /// Builds the job's router and serves [`inference_router`] over it on an
-    /// ephemeral `127.0.0.1` port until the returned [`JobFront`] is dropped. Meant
-    /// for a worker node: the job's inference socket proxy forwards here, and nothing
-    /// inside a sandbox (no network) can reach the port directly.
-    pub async fn serve_loopback(&self) -> Result<JobFront, RouterError> {
+    /// Builds the job's router and serves [`inference_router`] over it on a Unix
+    /// socket until the returned [`JobFront`] is dropped. The socket (mode 0600) lives
+    /// in a new directory of its own (mode 0700, random name) under `parent` (created,
+    /// 0700, if missing), so only the worker's user can connect: the front holds the
+    /// job's token, and answers anyone who reaches it. Meant for a worker node: the
+    /// job's inference proxy forwards to [`JobFront::url`] (`unix://…`); nothing
+    /// inside a sandbox can reach the socket, which is never mounted into one.
+    pub async fn serve_unix(&self, parent: &Path) -> Result<JobFront, RouterError> {
         let (router, opts) = self.build()?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(|e| RouterError::Config(format!("job inference listener: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| RouterError::Config(format!("job inference listener: {e}")))?;
+        let err = |what: &str, e: std::io::Error| {
+            RouterError::Config(format!("job inference socket: {what}: {e}"))
+        };
+        let dir = parent.join(&uuid::Uuid::new_v4().simple().to_string()[..16]);
+        let created = {
+            let (parent, dir) = (parent.to_path_buf(), dir.clone());
+            tokio::task::spawn_blocking(move || private_dir(&parent, &dir))
+                .await
+                .map_err(|e| RouterError::Config(format!("job inference socket: {e}")))?
+        };
+        created.map_err(|e| err(&format!("create {}", dir.display()), e))?;
+        let socket = dir.join(FRONT_SOCKET);
+        let bound = tokio::net::UnixListener::bind(&socket).and_then(|l| {
+            std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+            Ok(l)
+        });
+        let listener = match bound {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = std::fs::remove_file(&socket);
+                let _ = std::fs::remove_dir(&dir);
+                return Err(err(&format!("bind {}", socket.display()), e));
+            }
+        };
         let task = tokio::spawn(async move {
             if let Err(e) = serve_inference(listener, Arc::new(router), opts).await {
                 tracing::warn!(error = %e, "job inference front stopped");
             }
         });
         Ok(JobFront {
-            url: format!("http://{addr}"),
+            url: format!("unix://{}", socket.display()),
+            socket,
+            dir,
             task,
         })
     }
+}
+
+/// Creates `parent` (0700 for what it creates) and then `dir`, which must not exist,
+/// with mode 0700.
+fn private_dir(parent: &Path, dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !parent.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    // Whatever the umask left: exactly 0700.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 #[derive(Clone)]

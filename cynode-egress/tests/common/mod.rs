@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use cynode_core::model::{NewTask, NewUser, Task, User};
+use cynode_core::model::{JobStatus, JobUpdate, NewJob, NewTask, NewUser, Task, User};
 use cynode_core::store::{MemoryStore, PgStore, SqliteStore, Store};
+use cynode_core::{JobId, TaskId};
 
 pub use cynode_testkit::env::{TestDatabase, service_var};
 
@@ -26,6 +27,37 @@ pub async fn user_with_task(store: &dyn Store, handle: &str, task: &str) -> (Use
         .await
         .expect("create task");
     (user, task)
+}
+
+/// A job of `task` in `status`, as the dispatcher leaves it (created `queued`, then
+/// moved on). The egress service accepts a job token only while its job is `running`.
+pub async fn job_in(store: &dyn Store, task: TaskId, status: JobStatus) -> JobId {
+    let job = store
+        .create_job(NewJob {
+            id: JobId::new(),
+            task_id: task,
+            payload: serde_json::json!({}),
+        })
+        .await
+        .expect("create job");
+    if status != JobStatus::Queued {
+        set_job_status(store, job.id, status).await;
+    }
+    job.id
+}
+
+/// Moves a job to `status`.
+pub async fn set_job_status(store: &dyn Store, job: JobId, status: JobStatus) {
+    store
+        .update_job(
+            job,
+            JobUpdate {
+                status: Some(status),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update job");
 }
 
 /// Storage backend of a test.

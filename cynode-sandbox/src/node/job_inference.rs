@@ -7,7 +7,7 @@
 //! The Worker API does not know how such an upstream is built; the node's binary hands
 //! it a [`JobInferenceHost`] (the reference one,
 //! `cynode_egress::job_host::EgressJobInference`, serves `cynode_egress`'s inference
-//! front on a loopback port) with [`WorkerApiState::set_job_inference_host`]. Without a
+//! front on a Unix socket in a private directory of the worker) with [`WorkerApiState::set_job_inference_host`]. Without a
 //! host, or for a request without a grant (an older orchestrator, or no external
 //! models), the job uses the node's configured upstream as before.
 //!
@@ -27,8 +27,9 @@ pub struct JobUpstream {
 }
 
 impl JobUpstream {
-    /// An upstream at `url` (plain `http://host[:port]`), served as long as `guard`
-    /// lives.
+    /// An upstream at `url` (`unix:///path/to/socket`, or plain `http://host[:port]`),
+    /// served as long as `guard` lives. Serve it where only the worker can reach it (a
+    /// Unix socket in a private directory), never on a port other local users can use.
     pub fn new(url: impl Into<String>, guard: impl Any + Send + Sync) -> Self {
         Self {
             url: url.into(),
