@@ -63,3 +63,65 @@ pub fn url_with_db(url: &str, db: &str) -> Result<String, BoxErr> {
     }
     Ok(out)
 }
+
+/// An environment variable parsed as `T`, or `default` when it is unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The peers' scripts: `CYNODE_PEERS_DIR`, else the nearest `shared/peers` above this
+/// crate that holds `latency.py`, else `<repo>/../shared/peers`.
+pub fn peers_dir() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    if let Ok(d) = std::env::var("CYNODE_PEERS_DIR") {
+        return PathBuf::from(d);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."));
+    root.ancestors()
+        .map(|a| a.join("shared/peers"))
+        .find(|p| p.join("latency.py").is_file())
+        .unwrap_or_else(|| root.join("../shared/peers"))
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A child process that is killed (and reaped) when this is dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether `GET path` on 127.0.0.1:`port` answered 200 within `timeout`.
+pub fn wait_http(port: u16, path: &str, timeout: std::time::Duration) -> bool {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = write!(
+                s,
+                "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            );
+            let mut out = String::new();
+            if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1.1 200") {
+                return true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    false
+}

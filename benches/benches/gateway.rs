@@ -43,74 +43,19 @@
 //! running under `chrt`.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener as StdListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cynode_benches::ScratchDb;
+use cynode_benches::{Proc, ScratchDb, env_or, free_port, peers_dir, wait_http};
 use cynode_core::auth::{JwtKey, JwtKeys, bootstrap_admin, issue_access_token};
 use cynode_core::store::{MemoryStore, PgStore, SqliteStore, Store};
 use cynode_egress::router::{Router, RouterConfig};
 use cynode_server::gateway::{ChatInference, GatewayConfig, GatewayState, router};
 
 const LITELLM_KEY: &str = "sk-bench-master";
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peers_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("CYNODE_PEERS_DIR") {
-        return PathBuf::from(d);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."));
-    root.ancestors()
-        .map(|a| a.join("shared/peers"))
-        .find(|p| p.join("latency.py").is_file())
-        .unwrap_or_else(|| root.join("../shared/peers"))
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
-
-/// Kills the child process on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_http(port: u16, path: &str, secs: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-            );
-            let mut out = String::new();
-            if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1.1 200") {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
 
 // ---------------------------------------------------------------- fixed-rate client
 
@@ -364,7 +309,7 @@ fn start_litellm(peers: &Path, mock_port: u16, dir: &Path) -> Option<(Proc, u16,
         .spawn()
         .ok()?;
     let proc = Proc(child);
-    if !wait_http(port, "/health/liveliness", 120) {
+    if !wait_http(port, "/health/liveliness", Duration::from_secs(120)) {
         eprintln!(
             "[gateway bench] LiteLLM did not come up; see {}",
             dir.join("litellm.log").display()
@@ -538,13 +483,19 @@ fn main() {
             .expect("cannot start mock-openai.py"),
     );
     assert!(
-        wait_http(mock_port, "/health", 20),
+        wait_http(mock_port, "/health", Duration::from_secs(20)),
         "mock-openai.py did not start"
     );
     let (gw_port, token) = start_gateway(mock_port, Backing::Sqlite(dir.path().join("gateway.db")));
-    assert!(wait_http(gw_port, "/healthz", 20), "gateway did not start");
+    assert!(
+        wait_http(gw_port, "/healthz", Duration::from_secs(20)),
+        "gateway did not start"
+    );
     let (mem_port, mem_token) = start_gateway(mock_port, Backing::Memory);
-    assert!(wait_http(mem_port, "/healthz", 20), "gateway did not start");
+    assert!(
+        wait_http(mem_port, "/healthz", Duration::from_secs(20)),
+        "gateway did not start"
+    );
     // PostgreSQL (the production store) when a server is given: a scratch database.
     let setup = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -560,7 +511,10 @@ fn main() {
         });
     let pg = scratch.as_ref().map(|db| {
         let (p, t) = start_gateway(mock_port, Backing::Postgres(db.url.clone()));
-        assert!(wait_http(p, "/healthz", 20), "gateway did not start");
+        assert!(
+            wait_http(p, "/healthz", Duration::from_secs(20)),
+            "gateway did not start"
+        );
         (p, t)
     });
     let lite = if std::env::var("BENCH_SKIP_LITELLM").is_ok_and(|v| v == "1") {

@@ -23,70 +23,15 @@
 //! above the workspace root).
 
 use std::{
-    net::TcpListener as StdListener,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::Path,
+    process::{Command, Stdio},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
+use cynode_benches::{Proc, env_or, free_port, peers_dir, wait_http};
+
 use cynode_egress::router::{RouteOptions, Router, RouterConfig, openai_compat_router};
-
-fn env_or(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn peers_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("CYNODE_PEERS_DIR") {
-        return PathBuf::from(d);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap_or(Path::new("."));
-    root.ancestors()
-        .map(|a| a.join("shared/peers"))
-        .find(|p| p.join("latency.py").is_file())
-        .unwrap_or_else(|| root.join("../shared/peers"))
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
-}
-
-/// Kills the child process on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_http(port: u16, path: &str) -> bool {
-    use std::io::{Read, Write};
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = write!(
-                s,
-                "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-            );
-            let mut out = String::new();
-            if s.read_to_string(&mut out).is_ok() && out.starts_with("HTTP/1.1 200") {
-                return true;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
 
 #[derive(Clone, Copy, Debug)]
 struct Lat {
@@ -208,7 +153,7 @@ fn main() {
             .expect("cannot start mock-openai.py"),
     );
     assert!(
-        wait_http(mock_port, "/health"),
+        wait_http(mock_port, "/health", Duration::from_secs(20)),
         "mock-openai.py did not start"
     );
 
@@ -239,7 +184,7 @@ fn main() {
         })
     });
     assert!(
-        wait_http(front_port, "/v1/models"),
+        wait_http(front_port, "/v1/models", Duration::from_secs(20)),
         "router front did not start"
     );
 
