@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use chrono::Utc;
 use cynode_core::store::{MemoryStore, Store};
@@ -30,28 +27,9 @@ use serde_json::json;
 const KEY: &str = "sk-proj-LEAKCHECK0123456789abcdefghijklmnop";
 const ROUTER_KEY: &str = "sk-router-LEAKCHECK-9876543210zyxwvut";
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn keys_never_reach_log_output() {
-    let buf = Buf::default();
-    let writer = buf.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let logs = cynode_testkit::podman::capture_traces();
 
     // --- egress path in policy mode
     let (_, mock) = MockLlm::builder()
@@ -179,7 +157,7 @@ async fn keys_never_reach_log_output() {
         serde_json::from_value(json!({"kind": "anthropic", "api_key": ROUTER_KEY})).unwrap();
     tracing::warn!(provider = ?p, "provider config");
 
-    let out = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let out = logs.text();
     // The capture really saw the traffic…
     assert!(
         out.contains("api_egress_audit"),
