@@ -922,23 +922,19 @@ impl ChatStore for MemoryStore {
         content: String,
         metadata: Option<Value>,
     ) -> Result<ChatMessage> {
-        let mut g = self.lock();
-        let t = now();
-        let th = g
-            .threads
-            .get_mut(&thread_id)
-            .ok_or_else(|| Error::not_found("thread", thread_id))?;
-        th.updated_at = t;
-        let m = ChatMessage {
-            id: MessageId::new(),
+        let turn = ChatTurn {
             thread_id,
-            role,
-            content,
-            metadata,
-            created_at: t,
+            messages: vec![NewChatMessage {
+                role,
+                content,
+                metadata,
+            }],
+            audit: None,
         };
-        g.messages.push(m.clone());
-        Ok(m)
+        self.append_turn(turn)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::internal("no message was stored"))
     }
 
     async fn list_messages(&self, thread_id: ThreadId) -> Result<Vec<ChatMessage>> {

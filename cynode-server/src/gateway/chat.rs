@@ -402,8 +402,6 @@ struct Prepared {
     redacted: bool,
     started: Instant,
     request_id: Option<String>,
-    /// `None` when the gateway has no inference configured.
-    inference: Option<ChatInference>,
 }
 
 fn number(v: &Option<Value>) -> Option<f32> {
@@ -577,14 +575,13 @@ async fn prepare(
     // messages when it carries more than one, else the thread's newest messages and
     // this one.
     let chat = &cfg.chat;
-    let inference = st.inner.chat.inference.clone();
     let request_context = || -> Vec<Message> {
         messages
             .iter()
             .filter_map(|(role, text)| context_role(role).map(|r| Message::new(r, text.clone())))
             .collect()
     };
-    let mut context = if inference.is_none() {
+    let mut context = if st.inner.chat.inference.is_none() {
         Vec::new()
     } else if messages.len() > 1 {
         request_context()
@@ -635,7 +632,6 @@ async fn prepare(
         redacted,
         started,
         request_id,
-        inference,
     })
 }
 
@@ -802,7 +798,7 @@ pub(crate) async fn chat_completions(
             return e.into_response();
         }
     };
-    let Some(inference) = p.inference.clone() else {
+    let Some(inference) = st.inner.chat.inference.clone() else {
         let e = OpenAiError::model_unavailable(if p.pm {
             format!("PM agent is not available. {MSG_NO_INFERENCE}")
         } else {
